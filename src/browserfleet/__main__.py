@@ -1,0 +1,3 @@
+from browserfleet.cli import app
+
+app()

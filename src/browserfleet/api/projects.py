@@ -1,0 +1,39 @@
+"""Routes under /v1/projects. A key sees only its own project."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from browserfleet.api import schemas
+from browserfleet.api.context import caller, services
+from browserfleet.api.errors import ApiError
+from browserfleet.store.models import Project
+
+routes = web.RouteTableDef()
+
+
+async def own_project(request: web.Request) -> Project:
+    project = await caller(request)
+    if request.match_info["id"] != project.id:
+        raise ApiError(404, f"Project {request.match_info['id']} not found")
+    return project
+
+
+@routes.get("/v1/projects")
+async def list_projects(request: web.Request) -> web.Response:
+    return web.json_response([schemas.project_json(await caller(request))])
+
+
+@routes.get("/v1/projects/{id}")
+async def get_project(request: web.Request) -> web.Response:
+    return web.json_response(schemas.project_json(await own_project(request)))
+
+
+@routes.get("/v1/projects/{id}/usage")
+async def project_usage(request: web.Request) -> web.Response:
+    project = await own_project(request)
+    store = services(request).store
+    minutes = await store.browser_minutes(project.id, datetime.now(UTC))
+    return web.json_response({"browserMinutes": minutes, "proxyBytes": await store.proxy_bytes(project.id)})

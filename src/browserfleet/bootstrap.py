@@ -1,0 +1,55 @@
+"""First-start set-up: the bootstrap project and its API key, and limits from the environment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from browserfleet.api import auth
+from browserfleet.config import Settings
+from browserfleet.store.models import Project
+from browserfleet.store.repo import Store
+
+DEFAULT_CONCURRENCY = 25  # Browserbase's Developer plan
+DEFAULT_TIMEOUT = 300  # seconds, as on Browserbase
+
+
+async def create_project(
+    store: Store, name: str, concurrency: int = DEFAULT_CONCURRENCY, default_timeout: int = DEFAULT_TIMEOUT
+) -> Project:
+    now = datetime.now(UTC)
+    project = Project(
+        id=str(uuid.uuid4()),
+        name=name,
+        owner_id="local",
+        default_timeout=default_timeout,
+        concurrency=concurrency,
+        created_at=now,
+        updated_at=now,
+    )
+    return await store.add_project(project)
+
+
+async def bootstrap(store: Store, settings: Settings) -> tuple[Project, str | None]:
+    """The bootstrap project, and a newly generated key when one had to be made (shown once)."""
+    projects = await store.projects()
+    project = projects[0] if projects else await create_project(store, "default")
+    limits = {
+        name: value
+        for name, value in (
+            ("concurrency", settings.concurrency),
+            ("default_timeout", settings.default_timeout),
+        )
+        if value is not None and getattr(project, name) != value
+    }
+    if limits:
+        project = await store.update_project(project.id, updated_at=datetime.now(UTC), **limits) or project
+    if settings.api_key:
+        if await store.key(auth.hash_key(settings.api_key)) is None:
+            await auth.add_key(store, project.id, settings.api_key, "bootstrap (BROWSERFLEET_API_KEY)")
+        return project, None
+    if not await store.keys(project.id):
+        key = auth.new_key()
+        await auth.add_key(store, project.id, key, "bootstrap (generated)")
+        return project, key
+    return project, None

@@ -1,0 +1,147 @@
+"""Starting Chromium with a fresh profile and handing out a supervised `Browser`."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from browserfleet.browsers import flags, process
+
+log = logging.getLogger(__name__)
+
+_LISTENING = re.compile(rb"DevTools listening on (ws://127\.0\.0\.1:(\d+)/devtools/browser/[\w-]+)")
+PROFILE_PREFIX = "browser-"
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+@dataclass(eq=False)
+class Browser:
+    """A running Chromium. `exited` resolves with its exit code however it ends."""
+
+    pid: int
+    port: int
+    ws_url: str
+    profile_dir: Path
+    proc: asyncio.subprocess.Process
+    launch_ms: float
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
+    _watch: asyncio.Task[int] | None = None
+    _drain: asyncio.Task[None] | None = None
+
+    @property
+    def exited(self) -> asyncio.Task[int]:
+        assert self._watch is not None
+        return self._watch
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    async def close(self) -> None:
+        """Kill the whole process tree, reap it and remove the profile. Safe to call twice."""
+        pids = process.kill_tree(self.pid)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self.exited), timeout=10)
+        if self._drain is not None:
+            self._drain.cancel()
+        # Children of the killed browser were adopted by this process (subreaper); collect them.
+        for _ in range(20):
+            process.reap([pid for pid in pids if pid != self.pid])
+            if not any(_exists(pid) for pid in pids if pid != self.pid):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(shutil.rmtree, self.profile_dir, True)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+class Launcher:
+    def __init__(self, executable: str, extra_args: list[str], profiles_root: Path, timeout: float) -> None:
+        self.executable = executable
+        self.extra_args = extra_args
+        self.profiles_root = profiles_root
+        self.timeout = timeout
+        profiles_root.mkdir(parents=True, exist_ok=True)
+
+    async def launch(self) -> Browser:
+        profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX, dir=self.profiles_root))
+        started = time.perf_counter()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *flags.command_line(self.executable, profile, self.extra_args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: one killpg takes the whole tree
+            )
+        except OSError as exc:
+            shutil.rmtree(profile, ignore_errors=True)
+            raise LaunchError(f"cannot start {self.executable}: {exc}") from exc
+        assert proc.stderr is not None
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+        try:
+            ws_url, port = await asyncio.wait_for(_read_endpoint(proc.stderr, tail), self.timeout)
+        except (TimeoutError, LaunchError) as exc:
+            process.kill_tree(proc.pid)
+            await proc.wait()
+            shutil.rmtree(profile, ignore_errors=True)
+            detail = " | ".join(tail) or str(exc) or "timed out"
+            raise LaunchError(f"Chromium did not open its debugging endpoint: {detail}") from exc
+        browser = Browser(
+            pid=proc.pid,
+            port=port,
+            ws_url=ws_url,
+            profile_dir=profile,
+            proc=proc,
+            launch_ms=(time.perf_counter() - started) * 1000,
+            stderr_tail=tail,
+        )
+        browser._watch = asyncio.create_task(proc.wait(), name=f"chromium-{proc.pid}-wait")
+        # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
+        browser._drain = asyncio.create_task(_drain(proc.stderr, tail), name=f"chromium-{proc.pid}-stderr")
+        return browser
+
+    def reap_orphans(self) -> int:
+        """Kill browsers a previous server left running on this data dir and remove their profiles."""
+        marker = f"--user-data-dir={self.profiles_root}"
+        killed = 0
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if any(arg.startswith(marker) for arg in cmdline):
+                killed += len(process.kill_tree(proc.pid))
+        for path in self.profiles_root.glob(PROFILE_PREFIX + "*"):
+            shutil.rmtree(path, ignore_errors=True)
+        return killed
+
+
+async def _read_endpoint(stream: asyncio.StreamReader, tail: collections.deque[str]) -> tuple[str, int]:
+    while line := await stream.readline():
+        match = _LISTENING.search(line)
+        if match:
+            return match.group(1).decode(), int(match.group(2))
+        tail.append(line.decode(errors="replace").strip())
+    raise LaunchError("Chromium exited before it was ready")
+
+
+async def _drain(stream: asyncio.StreamReader, tail: collections.deque[str]) -> None:
+    while line := await stream.readline():
+        tail.append(line.decode(errors="replace").strip())

@@ -1,0 +1,167 @@
+"""`browserfleet`: run the server and manage projects and API keys."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from browserfleet import bootstrap as boot
+from browserfleet.api import auth
+from browserfleet.config import Settings
+from browserfleet.store.repo import Store
+
+app = typer.Typer(
+    help="browserfleet: self-hosted, Browserbase-compatible browser sessions.", no_args_is_help=True
+)
+projects_app = typer.Typer(help="Create, list and change projects.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(projects_app, name="projects")
+app.add_typer(keys_app, name="keys")
+console = Console()
+T = TypeVar("T")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./data)")]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    return settings
+
+
+def _with_store(data_dir: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> T:
+        store = await Store.open(settings.database)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 7800)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the server: REST API, CDP gateway and Session Inspector on one port."""
+    from browserfleet.server import serve as run_server
+
+    settings = _settings(data_dir)
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    run_server(settings)
+
+
+@projects_app.command("list")
+def projects_list(data_dir: DataDir = None) -> None:
+    """List projects."""
+    rows = _with_store(data_dir, lambda store: store.projects())
+    table = Table("id", "name", "concurrency", "default timeout (s)", "created")
+    for row in rows:
+        table.add_row(
+            row.id, row.name, str(row.concurrency), str(row.default_timeout), row.created_at.isoformat()
+        )
+    console.print(table)
+
+
+@projects_app.command("create")
+def projects_create(
+    name: str,
+    concurrency: Annotated[int, typer.Option(min=1)] = boot.DEFAULT_CONCURRENCY,
+    default_timeout: Annotated[int, typer.Option(min=60, max=21600)] = boot.DEFAULT_TIMEOUT,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a project and an API key for it (the key is printed once)."""
+
+    async def work(store: Store) -> tuple[str, str]:
+        project = await boot.create_project(store, name, concurrency, default_timeout)
+        key = auth.new_key()
+        await auth.add_key(store, project.id, key, "created with the project")
+        return project.id, key
+
+    project_id, key = _with_store(data_dir, work)
+    console.print(f"project {project_id}")
+    console.print(f"api key {key}")
+
+
+@projects_app.command("update")
+def projects_update(
+    project_id: str,
+    concurrency: Annotated[int | None, typer.Option(min=1)] = None,
+    default_timeout: Annotated[int | None, typer.Option(min=60, max=21600)] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Change a project's concurrency, default timeout or name."""
+    fields = {
+        k: v
+        for k, v in (("concurrency", concurrency), ("default_timeout", default_timeout), ("name", name))
+        if v
+    }
+    if not fields:
+        raise typer.BadParameter("nothing to change: give --concurrency, --default-timeout or --name")
+    row = _with_store(
+        data_dir, lambda store: store.update_project(project_id, updated_at=datetime.now(UTC), **fields)
+    )
+    if row is None:
+        console.print(f"[red]no project {project_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"project {row.id}: concurrency {row.concurrency}, default timeout {row.default_timeout}s")
+
+
+@keys_app.command("create")
+def keys_create(
+    project_id: str,
+    name: Annotated[str, typer.Option()] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key for a project (printed once; only its hash is stored)."""
+
+    async def work(store: Store) -> str | None:
+        if await store.project(project_id) is None:
+            return None
+        key = auth.new_key()
+        await auth.add_key(store, project_id, key, name)
+        return key
+
+    key = _with_store(data_dir, work)
+    if key is None:
+        console.print(f"[red]no project {project_id}[/]")
+        raise typer.Exit(1)
+    console.print(key)
+
+
+@keys_app.command("list")
+def keys_list(project_id: Annotated[str | None, typer.Argument()] = None, data_dir: DataDir = None) -> None:
+    """List keys (their prefixes; the keys themselves are not stored)."""
+    rows = _with_store(data_dir, lambda store: store.keys(project_id))
+    table = Table("prefix", "project", "name", "created", "revoked")
+    for row in rows:
+        revoked = row.revoked_at.isoformat() if row.revoked_at else ""
+        table.add_row(row.prefix, row.project_id, row.name, row.created_at.isoformat(), revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str, data_dir: DataDir = None) -> None:
+    """Revoke every key that starts with PREFIX (the 12 characters `keys list` shows)."""
+    count = _with_store(data_dir, lambda store: store.revoke_key(prefix, datetime.now(UTC)))
+    console.print(f"revoked {count} key(s)")
+    if not count:
+        raise typer.Exit(1)

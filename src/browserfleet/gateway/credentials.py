@@ -1,0 +1,66 @@
+"""Who is connecting, and to which running session: checked before the upgrade."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from browserfleet.api.auth import project_for_key
+from browserfleet.api.errors import ApiError
+from browserfleet.services import Services
+from browserfleet.sessions.manager import LiveSession, SessionSpec
+from browserfleet.store.models import Project
+
+
+def _param(request: web.Request, query_name: str, header: str) -> str | None:
+    return request.query.get(query_name) or request.headers.get(header)
+
+
+async def _live(svc: Services, session_id: str) -> LiveSession:
+    live = svc.manager.live.get(session_id)
+    if live is None:
+        row = await svc.store.session(session_id)
+        if row is None:
+            raise ApiError(404, f"Session {session_id} not found")
+        raise ApiError(410, f"Session {session_id} has ended ({row.status}); create a new one")
+    return live
+
+
+async def _project(svc: Services, request: web.Request) -> Project:
+    project = await project_for_key(svc.store, _param(request, "apiKey", "x-bb-api-key"))
+    if project is None:
+        raise ApiError(401, "Missing or invalid apiKey (or signingKey)")
+    project_id = request.query.get("projectId")
+    if project_id is not None and project_id != project.id:
+        raise ApiError(404, f"Project {project_id} not found")
+    return project
+
+
+async def existing_session(svc: Services, request: web.Request) -> LiveSession | None:
+    """The running session the request names, or None when it names none (an implicit create)."""
+    signing_key = _param(request, "signingKey", "x-bb-signing-key")
+    if signing_key:
+        session_id = svc.signing_keys.session_id(signing_key)
+        if session_id is None:
+            raise ApiError(401, "Invalid signingKey")
+        return await _live(svc, session_id)
+    project = await _project(svc, request)
+    session_id = request.query.get("sessionId") or request.headers.get("session-id")
+    if not session_id:
+        return None
+    if await svc.store.session(session_id, project.id) is None:
+        raise ApiError(404, f"Session {session_id} not found")
+    return await _live(svc, session_id)
+
+
+async def session_for_connect(svc: Services, request: web.Request) -> LiveSession:
+    """The session to relay to; `?apiKey=` alone creates one with the project's defaults."""
+    live = await existing_session(svc, request)
+    if live is not None:
+        return live
+    project = await _project(svc, request)
+    params = {
+        "implicit": True,
+        **{k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")},
+    }
+    row = await svc.manager.create(project, SessionSpec(params=params))
+    return svc.manager.live[row.id]

@@ -1,0 +1,82 @@
+"""The composition root: builds the store, runner, session manager, API and gateway into one aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from rich.console import Console
+
+from browserfleet.api import errors
+from browserfleet.api import projects as project_routes
+from browserfleet.api import sessions as session_routes
+from browserfleet.bootstrap import bootstrap
+from browserfleet.browsers import process
+from browserfleet.browsers.launcher import Launcher
+from browserfleet.cluster.local import LocalRunner
+from browserfleet.config import Settings
+from browserfleet.gateway import routes as gateway_routes
+from browserfleet.services import SERVICES, Services
+from browserfleet.sessions.manager import SessionManager
+from browserfleet.sessions.tokens import SigningKeys
+from browserfleet.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+
+async def build_app(settings: Settings, console: Console | None = None) -> web.Application:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    process.become_subreaper()
+    store = await Store.open(settings.database)
+    project, new_key = await bootstrap(store, settings)
+    launcher = Launcher(
+        settings.chromium_path, settings.extra_chromium_args, settings.profiles_dir, settings.launch_timeout
+    )
+    manager = SessionManager(store, LocalRunner(launcher))
+    reaped = await manager.reconcile()
+    secret = await store.secret("signing-keys", lambda: secrets.token_urlsafe(48))
+    services = Services(settings, store, manager, SigningKeys(secret))
+
+    app = web.Application(middlewares=[errors.error_middleware], client_max_size=1024**2)
+    app[SERVICES] = services
+    app.add_routes(session_routes.routes)
+    app.add_routes(project_routes.routes)
+    app.add_routes(gateway_routes.routes)
+
+    async def gateway_http(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=None, connect=10)
+        app[gateway_routes.HTTP] = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        yield
+        await app[gateway_routes.HTTP].close()
+
+    async def end_sessions(_app: web.Application) -> None:
+        await manager.shutdown()
+
+    async def close_store(_app: web.Application) -> None:
+        await store.close()
+
+    app.cleanup_ctx.append(gateway_http)
+    app.on_shutdown.append(end_sessions)
+    app.on_cleanup.append(close_store)
+
+    if console is not None:
+        if reaped:
+            console.print(f"[yellow]Killed {reaped} browser processes left by a previous run[/]")
+        console.print(f"Project [bold]{project.name}[/] ({project.id}), concurrency {project.concurrency}")
+        if new_key:
+            console.print(f"API key (shown once, stored hashed): [bold green]{new_key}[/]")
+    return app
+
+
+def serve(settings: Settings) -> None:
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    loop = asyncio.new_event_loop()
+    app = loop.run_until_complete(build_app(settings, console))
+    console.print(f"browserfleet listening on http://{settings.host}:{settings.port}")
+    web.run_app(app, host=settings.host, port=settings.port, loop=loop, print=None, access_log=None)

@@ -1,0 +1,37 @@
+"""The objects every request handler needs, built once per server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from browserfleet.config import Settings
+from browserfleet.sessions.manager import SessionManager
+from browserfleet.sessions.tokens import SigningKeys
+from browserfleet.store.repo import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    manager: SessionManager
+    signing_keys: SigningKeys
+
+    def public_base(self, request: web.Request) -> str:
+        """http(s)://host[:port][/prefix] as clients reach this server."""
+        if self.settings.public_url:
+            return self.settings.public_url
+        return f"{request.scheme}://{request.host}"
+
+    def connect_url(self, request: web.Request, session_id: str) -> str:
+        base = self.public_base(request)
+        ws_base = "ws" + base[4:] if base.startswith("http") else base
+        return f"{ws_base}/?signingKey={self.signing_keys.mint(session_id)}"
+
+    def selenium_url(self, request: web.Request) -> str:
+        return f"{self.public_base(request)}/webdriver"
+
+
+SERVICES = web.AppKey("services", Services)

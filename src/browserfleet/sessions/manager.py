@@ -1,0 +1,209 @@
+"""SessionManager: the one place session state changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from browserfleet.browsers.launcher import Browser, LaunchError
+from browserfleet.cluster.local import LocalRunner
+from browserfleet.sessions import query
+from browserfleet.sessions.errors import ConcurrencyLimited, NotFound, Unavailable
+from browserfleet.store.models import Project, Session
+from browserfleet.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+RUNNING, COMPLETED, TIMED_OUT, ERROR = "RUNNING", "COMPLETED", "TIMED_OUT", "ERROR"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SessionSpec:
+    """What a create asks for, already validated."""
+
+    timeout: int | None = None
+    keep_alive: bool = False
+    region: str = "us-west-2"
+    user_metadata: dict[str, Any] | None = None
+    context_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+Closer = Callable[[], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """A running session's in-memory half: its browser, clients and timer."""
+
+    id: str
+    project_id: str
+    keep_alive: bool
+    expires_at: datetime
+    browser: Browser
+    clients: set[Closer] = field(default_factory=set)
+    timer: asyncio.TimerHandle | None = None
+    watcher: asyncio.Task[None] | None = None
+
+
+class SessionManager:
+    def __init__(self, store: Store, runner: LocalRunner) -> None:
+        self.store = store
+        self.runner = runner
+        self.live: dict[str, LiveSession] = {}
+        self._pending: dict[str, int] = {}
+        self._admission = asyncio.Lock()
+        self._endings: set[asyncio.Task[None]] = set()
+
+    # -- start-up and shutdown -------------------------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """After a restart: kill browsers the last server left, end the sessions they served."""
+        killed = self.runner.reap_orphans()
+        now = utcnow()
+        for row in await self.store.live_sessions():
+            status = TIMED_OUT if row.expires_at <= now else ERROR
+            await self.store.end_session(row.id, status, now, "server restarted while the session ran")
+        return killed
+
+    async def shutdown(self) -> None:
+        for live in list(self.live.values()):
+            self._end_soon(live, ERROR, "server stopped")
+        while self._endings:
+            await asyncio.gather(*list(self._endings), return_exceptions=True)
+
+    # -- admission and creation ------------------------------------------------------------------
+
+    def _in_use(self, project_id: str) -> int:
+        running = sum(1 for live in self.live.values() if live.project_id == project_id)
+        return running + self._pending.get(project_id, 0)
+
+    def usage(self, project: Project) -> tuple[int, int]:
+        """(remaining slots, seconds until the earliest running session expires)."""
+        remaining = max(0, project.concurrency - self._in_use(project.id))
+        expiries = [live.expires_at for live in self.live.values() if live.project_id == project.id]
+        reset = max(0, math.ceil((min(expiries) - utcnow()).total_seconds())) if expiries else 0
+        return remaining, reset
+
+    async def create(self, project: Project, spec: SessionSpec) -> Session:
+        async with self._admission:
+            if self._in_use(project.id) >= project.concurrency:
+                raise ConcurrencyLimited(project.concurrency, self.usage(project)[1])
+            self._pending[project.id] = self._pending.get(project.id, 0) + 1
+        created = utcnow()
+        try:
+            browser = await self.runner.acquire()
+        except LaunchError as exc:
+            log.error("browser launch failed: %s", exc)
+            raise Unavailable(f"The browser could not be started: {exc}") from exc
+        finally:
+            self._pending[project.id] -= 1
+        started = utcnow()
+        timeout = spec.timeout or project.default_timeout
+        row = Session(
+            id=str(uuid.uuid4()),
+            project_id=project.id,
+            status=RUNNING,
+            created_at=created,
+            updated_at=started,
+            started_at=started,
+            expires_at=started + timedelta(seconds=timeout),
+            keep_alive=spec.keep_alive,
+            region=spec.region,
+            context_id=spec.context_id,
+            user_metadata=spec.user_metadata,
+            create_params=spec.params,
+            proxy_bytes=0,
+            browser_pid=browser.pid,
+            browser_profile=str(browser.profile_dir),
+        )
+        try:
+            await self.store.add_session(row)
+        except BaseException:
+            await self.runner.release(browser)
+            raise
+        live = LiveSession(row.id, project.id, spec.keep_alive, row.expires_at, browser)
+        self.live[row.id] = live
+        loop = asyncio.get_running_loop()
+        delay = (row.expires_at - utcnow()).total_seconds()
+        live.timer = loop.call_later(delay, self._end_soon, live, TIMED_OUT, "timeout reached")
+        live.watcher = asyncio.create_task(self._watch_browser(live), name=f"session-{row.id}-browser")
+        return row
+
+    async def _watch_browser(self, live: LiveSession) -> None:
+        code = await live.browser.exited
+        if self.live.get(live.id) is live:
+            # A client's Browser.close exits cleanly; anything else is a crash or a kill.
+            status, reason = (
+                (COMPLETED, "browser closed") if code == 0 else (ERROR, f"browser exited ({code})")
+            )
+            self._end_soon(live, status, reason)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def get(self, project_id: str, session_id: str) -> Session:
+        row = await self.store.session(session_id, project_id)
+        if row is None:
+            raise NotFound(f"Session {session_id} not found")
+        return row
+
+    async def list(self, project_id: str, status: str | None, q: str | None) -> Sequence[Session]:
+        metadata = query.parse(q) if q is not None else None
+        return await self.store.sessions(project_id, status, metadata)
+
+    # -- ending ----------------------------------------------------------------------------------
+
+    async def release(self, project_id: str, session_id: str) -> Session:
+        """REQUEST_RELEASE: end now; on an already-ended session, a no-op."""
+        row = await self.get(project_id, session_id)
+        live = self.live.get(session_id)
+        if live is not None:
+            await self.end(live, COMPLETED, "released by request")
+            row = await self.get(project_id, session_id)
+        return row
+
+    def _end_soon(self, live: LiveSession, status: str, reason: str) -> None:
+        task = asyncio.create_task(self.end(live, status, reason), name=f"session-{live.id}-end")
+        self._endings.add(task)
+        task.add_done_callback(self._endings.discard)
+
+    async def end(self, live: LiveSession, status: str, reason: str) -> None:
+        if self.live.get(live.id) is not live:
+            return  # already ending
+        del self.live[live.id]  # frees the concurrency slot at once
+        if live.timer is not None:
+            live.timer.cancel()
+        await self.store.end_session(live.id, status, utcnow(), reason)
+        closers = list(live.clients)
+        live.clients.clear()
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
+        await self.runner.release(live.browser)
+        if live.watcher is not None and live.watcher is not asyncio.current_task():
+            live.watcher.cancel()
+
+    # -- clients (called by the gateway) ---------------------------------------------------------
+
+    def attach(self, session_id: str, close: Closer) -> LiveSession:
+        live = self.live.get(session_id)
+        if live is None:
+            raise NotFound(f"Session {session_id} is not running")
+        live.clients.add(close)
+        return live
+
+    def detach(self, live: LiveSession, close: Closer) -> None:
+        live.clients.discard(close)
+        if not live.clients and not live.keep_alive and self.live.get(live.id) is live:
+            self._end_soon(live, COMPLETED, "last client disconnected")

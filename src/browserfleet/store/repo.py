@@ -1,0 +1,155 @@
+"""Every query browserfleet makes. Callers get detached ORM rows back, never a SQL handle."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from browserfleet.store import db
+from browserfleet.store.models import ApiKey, Project, ServerSecret, Session
+
+ENDED = ("COMPLETED", "ERROR", "TIMED_OUT")
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = db.sessionmaker(engine)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        engine = db.create_engine(url)
+        await db.migrate(engine)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- server secrets --------------------------------------------------------------------------
+
+    async def secret(self, name: str, make: Any) -> str:
+        """The named secret, created with `make()` the first time it is asked for."""
+        async with self._sessions.begin() as s:
+            row = await s.get(ServerSecret, name)
+            if row is None:
+                row = ServerSecret(name=name, value=make())
+                s.add(row)
+            return row.value
+
+    # -- projects and keys -----------------------------------------------------------------------
+
+    async def add_project(self, project: Project) -> Project:
+        async with self._sessions.begin() as s:
+            s.add(project)
+        return project
+
+    async def project(self, project_id: str) -> Project | None:
+        async with self._sessions() as s:
+            return await s.get(Project, project_id)
+
+    async def projects(self) -> Sequence[Project]:
+        async with self._sessions() as s:
+            return (await s.scalars(select(Project).order_by(Project.created_at))).all()
+
+    async def update_project(self, project_id: str, **fields: Any) -> Project | None:
+        async with self._sessions.begin() as s:
+            project = await s.get(Project, project_id)
+            if project is None:
+                return None
+            for name, value in fields.items():
+                setattr(project, name, value)
+            return project
+
+    async def add_key(self, key: ApiKey) -> None:
+        async with self._sessions.begin() as s:
+            s.add(key)
+
+    async def key(self, key_hash: str) -> ApiKey | None:
+        async with self._sessions() as s:
+            return await s.get(ApiKey, key_hash)
+
+    async def keys(self, project_id: str | None = None) -> Sequence[ApiKey]:
+        query = select(ApiKey).order_by(ApiKey.created_at)
+        if project_id:
+            query = query.where(ApiKey.project_id == project_id)
+        async with self._sessions() as s:
+            return (await s.scalars(query)).all()
+
+    async def revoke_key(self, prefix: str, when: datetime) -> int:
+        async with self._sessions.begin() as s:
+            result = await s.execute(
+                update(ApiKey)
+                .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=when)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    async def add_session(self, session: Session) -> None:
+        async with self._sessions.begin() as s:
+            s.add(session)
+
+    async def update_session(self, session_id: str, **fields: Any) -> None:
+        async with self._sessions.begin() as s:
+            await s.execute(update(Session).where(Session.id == session_id).values(**fields))
+
+    async def end_session(self, session_id: str, status: str, when: datetime, reason: str) -> bool:
+        """Mark a session ended unless it already is; True when this call ended it."""
+        async with self._sessions.begin() as s:
+            result = await s.execute(
+                update(Session)
+                .where(Session.id == session_id, Session.status.not_in(ENDED))
+                .values(status=status, ended_at=when, updated_at=when, end_reason=reason)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def session(self, session_id: str, project_id: str | None = None) -> Session | None:
+        async with self._sessions() as s:
+            row = await s.get(Session, session_id)
+        if row is None or (project_id is not None and row.project_id != project_id):
+            return None
+        return row
+
+    async def sessions(
+        self,
+        project_id: str,
+        status: str | None = None,
+        metadata: tuple[tuple[str, ...], str] | None = None,
+    ) -> Sequence[Session]:
+        query = select(Session).where(Session.project_id == project_id)
+        if status:
+            query = query.where(Session.status == status)
+        if metadata:
+            path, value = metadata
+            query = query.where(Session.user_metadata[path].as_string() == value)
+        query = query.order_by(Session.created_at.desc())
+        async with self._sessions() as s:
+            return (await s.scalars(query)).all()
+
+    async def live_sessions(self) -> Sequence[Session]:
+        """Sessions not ended: after a restart these are the ones whose browsers must be reaped."""
+        async with self._sessions() as s:
+            return (await s.scalars(select(Session).where(Session.status.not_in(ENDED)))).all()
+
+    async def browser_minutes(self, project_id: str, now: datetime) -> int:
+        """Billed like Browserbase: each session's run time rounded up to whole minutes, at least one."""
+        query = select(Session.started_at, Session.ended_at).where(Session.project_id == project_id)
+        total = 0
+        async with self._sessions() as s:
+            for started, ended in (await s.execute(query)).all():
+                seconds = ((ended or now) - started).total_seconds()
+                total += max(1, math.ceil(seconds / 60))
+        return total
+
+    async def proxy_bytes(self, project_id: str) -> int:
+        query = select(func.coalesce(func.sum(Session.proxy_bytes), 0)).where(
+            Session.project_id == project_id
+        )
+        async with self._sessions() as s:
+            return int((await s.execute(query)).scalar_one())
