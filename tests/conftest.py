@@ -117,7 +117,7 @@ class Server:
         """(project id, api key) of a fresh project, made with the CLI as an operator would."""
         out = self.cli("projects", "create", name, "--concurrency", str(concurrency))
         values = dict(line.split(" ", 1) for line in out.strip().splitlines())
-        return values["project"], values["api key"]
+        return values["project"], values["key"]
 
     def sdk(self, api_key: str | None = None, **kwargs: object) -> Browserbase:
         return Browserbase(
@@ -183,3 +183,48 @@ def site() -> Iterator[str]:
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -> object:
+    """Poll `predicate()` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()  # type: ignore[operator]
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+def browser_pids(srv: Server) -> set[int]:
+    """Pids of the Chromium browser processes the server runs now (among its direct children)."""
+    assert srv.proc is not None
+    try:
+        children = psutil.Process(srv.proc.pid).children()
+    except psutil.NoSuchProcess:
+        return set()
+    pids = set()
+    for child in children:
+        try:
+            cmdline = child.cmdline()
+        except psutil.Error:
+            continue
+        # Chromium's helpers (zygotes, renderers) carry --type=; the browser process does not.
+        if any(a.startswith("--user-data-dir=") for a in cmdline) and not any(
+            a.startswith("--type=") for a in cmdline
+        ):
+            pids.add(child.pid)
+    return pids
+
+
+def profiles(srv: Server) -> list[Path]:
+    return list((srv.data_dir / "profiles").glob("*"))
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw

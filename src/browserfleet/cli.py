@@ -96,8 +96,8 @@ def projects_create(
         return project.id, key
 
     project_id, key = _with_store(data_dir, work)
-    console.print(f"project {project_id}")
-    console.print(f"api key {key}")
+    typer.echo(f"project {project_id}")
+    typer.echo(f"key {key}")
 
 
 @projects_app.command("update")
@@ -144,7 +144,7 @@ def keys_create(
     if key is None:
         console.print(f"[red]no project {project_id}[/]")
         raise typer.Exit(1)
-    console.print(key)
+    typer.echo(key)
 
 
 @keys_app.command("list")

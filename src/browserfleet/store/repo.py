@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from browserfleet.store import db
@@ -126,11 +126,21 @@ class Store:
         if status:
             query = query.where(Session.status == status)
         if metadata:
-            path, value = metadata
-            query = query.where(Session.user_metadata[path].as_string() == value)
+            query = query.where(self._metadata_equals(*metadata))
         query = query.order_by(Session.created_at.desc())
         async with self._sessions() as s:
             return (await s.scalars(query)).all()
+
+    def _metadata_equals(self, keys: tuple[str, ...], value: str) -> ColumnElement[bool]:
+        """user_metadata at `keys` is the string `value` (a number or object there never matches)."""
+        column = Session.user_metadata
+        if self.engine.dialect.name == "sqlite":
+            path = "$" + "".join(f'."{key}"' for key in keys)  # keys cannot hold '"' (the parser refuses)
+            return and_(func.json_type(column, path) == "text", func.json_extract(column, path) == value)
+        return and_(
+            func.json_typeof(func.json_extract_path(column, *keys)) == "string",
+            func.json_extract_path_text(column, *keys) == value,
+        )
 
     async def live_sessions(self) -> Sequence[Session]:
         """Sessions not ended: after a restart these are the ones whose browsers must be reaped."""
