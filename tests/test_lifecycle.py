@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import browserbase
@@ -46,9 +47,21 @@ def test_release_kills_the_whole_tree_and_removes_the_profile(server: Server) ->
     tree = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
     assert len(tree) > 2  # Chromium's zygotes, GPU/utility and renderer processes
     (profile,) = set(profiles(server)) - before_profiles
+    handlers = [
+        p.pid for p in psutil.process_iter(["cmdline"]) if str(profile) in " ".join(p.info["cmdline"] or [])
+    ]
+    # Crash handlers double-fork out of the tree (and its process group) but name the profile.
+    assert set(handlers) - set(tree)
     server.sdk().sessions.update(session.id, status="REQUEST_RELEASE")
-    wait_for(lambda: all(gone(p) for p in tree))
+    wait_for(lambda: all(gone(p) for p in tree + handlers))
     assert not profile.exists()
+    # Whatever the server adopted (it is a subreaper) has been reaped: no zombies left behind.
+    assert server.proc is not None
+    wait_for(
+        lambda: (
+            not [c for c in psutil.Process(server.proc.pid).children() if c.status() == psutil.STATUS_ZOMBIE]
+        )
+    )
 
 
 def test_keep_alive_survives_disconnects_until_released(server: Server, site: str, playwright: Any) -> None:
@@ -119,6 +132,21 @@ def test_concurrency_limit_429_and_slots_free_at_once(server: Server, playwright
     for s in (second, third):
         bb.sessions.update(s.id, status="REQUEST_RELEASE")
     assert server.sdk(key).projects.retrieve(project_id).concurrency == 2
+
+
+def test_a_burst_never_exceeds_the_limit(server: Server) -> None:
+    _, key = server.new_project("burst", concurrency=1)
+
+    def create() -> int:
+        with server.http(key) as http:
+            return http.post("/v1/sessions", json={}).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = sorted(pool.map(lambda _: create(), range(6)))
+    assert codes == [201, 429, 429, 429, 429, 429]
+    running = server.sdk(key).sessions.list(status="RUNNING")
+    assert len(running) == 1
+    server.sdk(key).sessions.update(running[0].id, status="REQUEST_RELEASE")
 
 
 def test_sessions_time_out_connected_or_never_connected(server: Server, playwright: Any) -> None:

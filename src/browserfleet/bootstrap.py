@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -9,6 +10,8 @@ from browserfleet.api import auth
 from browserfleet.config import Settings
 from browserfleet.store.models import Project
 from browserfleet.store.repo import Store
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 25  # Browserbase's Developer plan
 DEFAULT_TIMEOUT = 300  # seconds, as on Browserbase
@@ -45,8 +48,11 @@ async def bootstrap(store: Store, settings: Settings) -> tuple[Project, str | No
     if limits:
         project = await store.update_project(project.id, updated_at=datetime.now(UTC), **limits) or project
     if settings.api_key:
-        if await store.key(auth.hash_key(settings.api_key)) is None:
+        existing = await store.key(auth.hash_key(settings.api_key))
+        if existing is None:
             await auth.add_key(store, project.id, settings.api_key, "bootstrap (BROWSERFLEET_API_KEY)")
+        elif existing.revoked_at is not None:
+            log.warning("BROWSERFLEET_API_KEY was revoked (%s) and stays revoked", existing.revoked_at)
         return project, None
     if not await store.keys(project.id):
         key = auth.new_key()

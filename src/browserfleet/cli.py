@@ -37,6 +37,17 @@ def _settings(data_dir: Path | None) -> Settings:
     return settings
 
 
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A table that never truncates ids, even when piped (ids are meant to be copied)."""
+    table = Table(*header, box=None)
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = True
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(200, console.width)).print(table)
+
+
 def _with_store(data_dir: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
     settings = _settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +68,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 7800)")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Start the server: REST API, CDP gateway and Session Inspector on one port."""
+    """Start the server: the REST API and the CDP gateway on one port."""
     from browserfleet.server import serve as run_server
 
     settings = _settings(data_dir)
@@ -72,12 +83,10 @@ def serve(
 def projects_list(data_dir: DataDir = None) -> None:
     """List projects."""
     rows = _with_store(data_dir, lambda store: store.projects())
-    table = Table("id", "name", "concurrency", "default timeout (s)", "created")
-    for row in rows:
-        table.add_row(
-            row.id, row.name, str(row.concurrency), str(row.default_timeout), row.created_at.isoformat()
-        )
-    console.print(table)
+    _table(
+        ("id", "name", "concurrency", "default timeout (s)", "created"),
+        [(r.id, r.name, str(r.concurrency), str(r.default_timeout), r.created_at.isoformat()) for r in rows],
+    )
 
 
 @projects_app.command("create")
@@ -151,17 +160,30 @@ def keys_create(
 def keys_list(project_id: Annotated[str | None, typer.Argument()] = None, data_dir: DataDir = None) -> None:
     """List keys (their prefixes; the keys themselves are not stored)."""
     rows = _with_store(data_dir, lambda store: store.keys(project_id))
-    table = Table("prefix", "project", "name", "created", "revoked")
-    for row in rows:
-        revoked = row.revoked_at.isoformat() if row.revoked_at else ""
-        table.add_row(row.prefix, row.project_id, row.name, row.created_at.isoformat(), revoked)
-    console.print(table)
+    _table(
+        ("prefix", "project", "name", "created", "revoked"),
+        [
+            (
+                r.prefix,
+                r.project_id,
+                r.name,
+                r.created_at.isoformat(),
+                r.revoked_at.isoformat() if r.revoked_at else "",
+            )
+            for r in rows
+        ],
+    )
 
 
 @keys_app.command("revoke")
-def keys_revoke(prefix: str, data_dir: DataDir = None) -> None:
-    """Revoke every key that starts with PREFIX (the 12 characters `keys list` shows)."""
-    count = _with_store(data_dir, lambda store: store.revoke_key(prefix, datetime.now(UTC)))
-    console.print(f"revoked {count} key(s)")
+def keys_revoke(prefix_or_key: str, data_dir: DataDir = None) -> None:
+    """Revoke a key, given the prefix `keys list` shows or the whole key."""
+
+    async def work(store: Store) -> int:
+        row = await store.key(auth.hash_key(prefix_or_key))
+        return await store.revoke_key(row.prefix if row else prefix_or_key, datetime.now(UTC))
+
+    count = _with_store(data_dir, work)
+    typer.echo(f"revoked {count} key(s)")
     if not count:
         raise typer.Exit(1)

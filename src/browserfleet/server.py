@@ -68,7 +68,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
             console.print(f"[yellow]Killed {reaped} browser processes left by a previous run[/]")
         console.print(f"Project [bold]{project.name}[/] ({project.id}), concurrency {project.concurrency}")
         if new_key:
-            console.print(f"API key (shown once, stored hashed): [bold green]{new_key}[/]")
+            console.print(f"API key (shown once, stored hashed): [bold green]{new_key}[/]", soft_wrap=True)
     return app
 
 

@@ -78,7 +78,8 @@ class CreateSession(_Open):
     @classmethod
     def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+            # Counted as JSON.stringify(...).length is: in UTF-16 code units.
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-16-le")) // 2
             if size > METADATA_LIMIT:
                 raise ValueError(f"must be at most {METADATA_LIMIT} characters as JSON (got {size})")
         return value

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -53,18 +54,22 @@ class Browser:
 
     async def close(self) -> None:
         """Kill the whole process tree, reap it and remove the profile. Safe to call twice."""
-        pids = process.kill_tree(self.pid)
+        pids = process.kill_tree(self.pid, str(self.profile_dir))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self.exited), timeout=10)
         if self._drain is not None:
             self._drain.cancel()
         # Children of the killed browser were adopted by this process (subreaper); collect them.
-        for _ in range(20):
-            process.reap([pid for pid in pids if pid != self.pid])
+        for _ in range(40):
+            process.reap_adopted(keep=_watched)
             if not any(_exists(pid) for pid in pids if pid != self.pid):
                 break
             await asyncio.sleep(0.05)
         await asyncio.to_thread(shutil.rmtree, self.profile_dir, True)
+
+
+# Browser pids asyncio's child watcher waits for: reaping them here would steal their exit codes.
+_watched: set[int] = set()
 
 
 def _exists(pid: int) -> bool:
@@ -72,6 +77,16 @@ def _exists(pid: int) -> bool:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
+
+
+def _environment(profile: Path) -> dict[str, str]:
+    # Chromium keeps crash reports and caches under XDG dirs (~/.config/chromium by default): keep them
+    # in the profile, so they go with it and so its crash handlers' command lines name the profile.
+    return {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(profile / "xdg-config"),
+        "XDG_CACHE_HOME": str(profile / "xdg-cache"),
+    }
 
 
 class Launcher:
@@ -87,11 +102,12 @@ class Launcher:
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *flags.command_line(self.executable, profile, self.extra_args),
+                *flags.command_line(self.executable, profile / "user-data", self.extra_args),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: one killpg takes the whole tree
+                env=_environment(profile),
             )
         except OSError as exc:
             shutil.rmtree(profile, ignore_errors=True)
@@ -115,22 +131,28 @@ class Launcher:
             launch_ms=(time.perf_counter() - started) * 1000,
             stderr_tail=tail,
         )
-        browser._watch = asyncio.create_task(proc.wait(), name=f"chromium-{proc.pid}-wait")
+        _watched.add(proc.pid)
+        browser._watch = asyncio.create_task(_wait(proc), name=f"chromium-{proc.pid}-wait")
         # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
         browser._drain = asyncio.create_task(_drain(proc.stderr, tail), name=f"chromium-{proc.pid}-stderr")
         return browser
 
     def reap_orphans(self) -> int:
         """Kill browsers a previous server left running on this data dir and remove their profiles."""
-        marker = f"--user-data-dir={self.profiles_root}"
         killed = 0
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmdline = proc.info.get("cmdline") or []
-            if any(arg.startswith(marker) for arg in cmdline):
-                killed += len(process.kill_tree(proc.pid))
+        for proc in process.mentioning(str(self.profiles_root)):
+            killed += len(process.kill_tree(proc.pid))
+        process.reap_adopted(keep=_watched)
         for path in self.profiles_root.glob(PROFILE_PREFIX + "*"):
             shutil.rmtree(path, ignore_errors=True)
         return killed
+
+
+async def _wait(proc: asyncio.subprocess.Process) -> int:
+    try:
+        return await proc.wait()
+    finally:
+        _watched.discard(proc.pid)
 
 
 async def _read_endpoint(stream: asyncio.StreamReader, tail: collections.deque[str]) -> tuple[str, int]:

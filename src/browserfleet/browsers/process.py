@@ -28,25 +28,51 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def kill_tree(pid: int) -> list[int]:
-    """SIGKILL the process group led by `pid` and every descendant; returns the pids signalled."""
-    members = tree(pid)
+def _flag_under(arg: str, root: str) -> bool:
+    """`--name=<path under root>`: how Chromium and its crash handler are told their profile."""
+    name, sep, value = arg.partition("=")
+    return bool(sep) and name.startswith("--") and (value == root or value.startswith(root.rstrip("/") + "/"))
+
+
+def mentioning(root: str) -> list[psutil.Process]:
+    """Processes given a path under `root` as a `--flag=` value (a browser profile, its crash database)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if proc.pid != os.getpid() and any(_flag_under(arg, root) for arg in proc.info.get("cmdline") or []):
+            found.append(proc)
+    return found
+
+
+def kill_tree(pid: int, marker: str | None = None) -> list[int]:
+    """SIGKILL the process group led by `pid`, its descendants, and (given a marker) every process that
+    mentions it: Chromium's crash handlers double-fork into groups of their own. Returns the pids."""
+    members = {p.pid: p for p in tree(pid)}
+    if marker:
+        members.update((p.pid, p) for p in mentioning(marker))
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    for member in members:
+    for member in members.values():
         try:
             member.kill()
         except psutil.Error:
             pass
-    return [member.pid for member in members]
+    return list(members)
 
 
-def reap(pids: list[int]) -> None:
-    """Collect exit statuses of adopted children so none stays a zombie."""
-    for pid in pids:
+def reap_adopted(keep: set[int]) -> None:
+    """Collect the exit status of every dead child of this process except `keep` (pids that asyncio
+    is waiting for), so processes adopted as subreaper never linger as zombies."""
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return
+    for child in children:
+        if child.pid in keep:
+            continue
         try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
             pass

@@ -58,8 +58,13 @@ async def version(request: web.Request) -> web.Response:
     live = await credentials.existing_session(svc, request)
     info: dict[str, Any] = {"Browser": "Chrome", "Protocol-Version": "1.3"}
     if live is not None:
-        async with request.app[HTTP].get(f"http://127.0.0.1:{live.browser.port}/json/version") as response:
-            info = await response.json()
+        try:
+            async with request.app[HTTP].get(
+                f"http://127.0.0.1:{live.browser.port}/json/version"
+            ) as response:
+                info = await response.json()
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
         query = f"signingKey={svc.signing_keys.mint(live.id)}"
     else:
         query = request.query_string  # apiKey[&projectId]: the session is created when the socket opens

@@ -19,8 +19,14 @@ class NotFound(SessionError):
     status = 404
 
 
+class Gone(SessionError):
+    """The session existed but has ended."""
+
+    status = 410
+
+
 class Unavailable(SessionError):
-    """The browser could not be started; retrying may help."""
+    """The browser could not be started (the server's fault, not the request's)."""
 
     status = 503
 

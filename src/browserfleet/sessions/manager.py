@@ -15,7 +15,7 @@ from typing import Any
 from browserfleet.browsers.launcher import Browser, LaunchError
 from browserfleet.cluster.local import LocalRunner
 from browserfleet.sessions import query
-from browserfleet.sessions.errors import ConcurrencyLimited, NotFound, Unavailable
+from browserfleet.sessions.errors import ConcurrencyLimited, Gone, NotFound, Unavailable
 from browserfleet.store.models import Project, Session
 from browserfleet.store.repo import Store
 
@@ -73,8 +73,9 @@ class SessionManager:
         killed = self.runner.reap_orphans()
         now = utcnow()
         for row in await self.store.live_sessions():
-            status = TIMED_OUT if row.expires_at <= now else ERROR
-            await self.store.end_session(row.id, status, now, "server restarted while the session ran")
+            # A session cannot have run past its expiry, however long the server was down.
+            status, ended = (TIMED_OUT, row.expires_at) if row.expires_at <= now else (ERROR, now)
+            await self.store.end_session(row.id, status, ended, "server restarted while the session ran")
         return killed
 
     async def shutdown(self) -> None:
@@ -101,14 +102,19 @@ class SessionManager:
             if self._in_use(project.id) >= project.concurrency:
                 raise ConcurrencyLimited(project.concurrency, self.usage(project)[1])
             self._pending[project.id] = self._pending.get(project.id, 0) + 1
+        try:
+            return await self._start(project, spec)
+        finally:
+            # Only now: until the session is in `live`, the reservation is what holds its slot.
+            self._pending[project.id] -= 1
+
+    async def _start(self, project: Project, spec: SessionSpec) -> Session:
         created = utcnow()
         try:
             browser = await self.runner.acquire()
         except LaunchError as exc:
             log.error("browser launch failed: %s", exc)
             raise Unavailable(f"The browser could not be started: {exc}") from exc
-        finally:
-            self._pending[project.id] -= 1
         started = utcnow()
         timeout = spec.timeout or project.default_timeout
         row = Session(
@@ -199,7 +205,7 @@ class SessionManager:
     def attach(self, session_id: str, close: Closer) -> LiveSession:
         live = self.live.get(session_id)
         if live is None:
-            raise NotFound(f"Session {session_id} is not running")
+            raise Gone(f"Session {session_id} has ended; create a new one")
         live.clients.add(close)
         return live
 
