@@ -44,6 +44,14 @@ class Browser:
     _drain: asyncio.Task[None] | None = None
 
     @property
+    def downloads_dir(self) -> Path:
+        return self.profile_dir / "downloads"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.profile_dir / "uploads"
+
+    @property
     def exited(self) -> asyncio.Task[int]:
         assert self._watch is not None
         return self._watch
@@ -80,10 +88,11 @@ def _exists(pid: int) -> bool:
 
 
 def _environment(profile: Path) -> dict[str, str]:
-    # Chromium keeps crash reports and caches under XDG dirs (~/.config/chromium by default): keep them
-    # in the profile, so they go with it and so its crash handlers' command lines name the profile.
+    # Chromium writes crash reports, caches and default downloads under HOME and the XDG dirs: keep all
+    # of it in the profile, so it goes with it, and so its crash handlers' command lines name the profile.
     return {
         **os.environ,
+        "HOME": str(profile / "home"),
         "XDG_CONFIG_HOME": str(profile / "xdg-config"),
         "XDG_CACHE_HOME": str(profile / "xdg-cache"),
     }
@@ -99,6 +108,8 @@ class Launcher:
 
     async def launch(self) -> Browser:
         profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX, dir=self.profiles_root))
+        for sub in ("home", "downloads", "uploads"):
+            (profile / sub).mkdir()
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from browserfleet.api.errors import ApiError
 from browserfleet.gateway import credentials
+from browserfleet.gateway.policy import Policy
 from browserfleet.gateway.relay import relay
 from browserfleet.services import SERVICES
 
@@ -45,7 +46,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
         await client.prepare(request)
-        await relay(client, browser_ws)
+        await relay(client, browser_ws, Policy(live.browser.downloads_dir, live.browser.uploads_dir))
     finally:
         svc.manager.detach(live, close)
     return client

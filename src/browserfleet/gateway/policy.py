@@ -1,0 +1,106 @@
+"""The CDP policy: what a client may ask of a session's browser, which runs on our host.
+
+Applied to client → browser messages only (commands: few and small); the browser → client stream,
+where the volume is, is never parsed. A regex on the raw text picks out the few methods that can
+reach the host's files; everything else passes without being parsed.
+
+- Navigation (`Page.navigate`, `Target.createTarget`, `Network.loadNetworkResource`) only to web
+  schemes: `file:` and friends would read the host's disk.
+- `DOM.setFileInputFiles` only with files under the session's uploads directory.
+- `Browser/Page.setDownloadBehavior`: the download path is always the session's own directory,
+  whatever the client asked (Playwright and Stagehand send relative or client-side paths).
+- `Extensions.loadUnpacked` is refused: it would load any directory on the host as an extension.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_WATCHED = re.compile(
+    r'"method"\s*:\s*"(?:Page\.navigate|Target\.createTarget|Network\.loadNetworkResource|DOM\.setFileInputFiles'
+    r'|Browser\.setDownloadBehavior|Page\.setDownloadBehavior|Extensions\.loadUnpacked)"'
+)
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
+WEB_SCHEMES = frozenset({"http", "https", "about", "data", "blob", "javascript"})
+# What URL parsers drop before reading a scheme: leading C0 controls and spaces, and tabs/newlines anywhere.
+_IGNORED = re.compile(r"^[\x00-\x20]+|[\t\n\r]")
+
+
+def web_url(url: str) -> bool:
+    """True for an empty URL (a blank tab) or one whose scheme is a web scheme."""
+    url = _IGNORED.sub("", url)
+    if not url:
+        return True
+    match = _SCHEME.match(url)
+    if match is None:
+        return False
+    scheme = match.group(1).lower()
+    if scheme == "view-source":
+        return web_url(url[match.end() :])
+    return scheme in WEB_SCHEMES
+
+
+@dataclass(frozen=True)
+class Policy:
+    downloads_dir: Path
+    uploads_dir: Path
+
+    def apply(self, text: str) -> tuple[str | None, str | None]:
+        """(message to forward to the browser, or None; reply to send the client instead, or None)."""
+        if _WATCHED.search(text) is None:
+            return text, None
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return text, None  # Chromium answers malformed JSON itself
+        if not isinstance(message, dict):
+            return text, None
+        params = message.get("params")
+        if not isinstance(params, dict):
+            params = {}
+        refusal = self._refusal(str(message.get("method")), params)
+        if refusal is not None:
+            return None, _error(message, refusal)
+        if message.get("method") in ("Browser.setDownloadBehavior", "Page.setDownloadBehavior"):
+            if params.get("behavior") in ("allow", "allowAndName") or "downloadPath" in params:
+                params["downloadPath"] = str(self.downloads_dir)
+                message["params"] = params
+                return json.dumps(message), None
+        return text, None
+
+    def _refusal(self, method: str, params: dict[str, Any]) -> str | None:
+        if method in ("Page.navigate", "Target.createTarget", "Network.loadNetworkResource"):
+            url = params.get("url", "")
+            if not isinstance(url, str) or not web_url(url):
+                return f"{method}: only http(s), about, data, blob and javascript URLs are allowed"
+        elif method == "DOM.setFileInputFiles":
+            files = params.get("files")
+            if not isinstance(files, list) or not all(
+                isinstance(f, str) and self._uploaded(f) for f in files
+            ):
+                return f"{method}: files must be uploads of this session (POST /v1/sessions/{{id}}/uploads)"
+        elif method == "Extensions.loadUnpacked":
+            return (
+                f"{method}: load extensions by uploading them (POST /v1/extensions) and naming them on create"
+            )
+        return None
+
+    def _uploaded(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        root = os.path.realpath(self.uploads_dir)
+        return real.startswith(root + os.sep)
+
+
+def _error(message: dict[str, Any], text: str) -> str:
+    reply: dict[str, Any] = {
+        "id": message.get("id"),
+        "error": {"code": -32000, "message": f"browserfleet: {text}"},
+    }
+    if "sessionId" in message:
+        reply["sessionId"] = message["sessionId"]
+    return json.dumps(reply)

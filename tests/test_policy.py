@@ -1,0 +1,110 @@
+"""The gateway's CDP policy: a session's client cannot reach the host's files through its browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Server, profiles, wait_for
+from playwright.sync_api import Error as PlaywrightError
+
+from browserfleet.gateway.policy import web_url
+
+
+@pytest.mark.parametrize(
+    "url, allowed",
+    [
+        ("", True),
+        ("about:blank", True),
+        ("https://example.com/a", True),
+        ("HTTP://127.0.0.1:1/", True),
+        ("data:text/html,hi", True),
+        ("file:///etc/passwd", False),
+        ("FILE:///etc/passwd", False),
+        ("  \tfile:///etc/passwd", False),
+        ("fi\nle:///etc/passwd", False),
+        ("view-source:file:///etc/passwd", False),
+        ("view-source:https://example.com", True),
+        ("filesystem:file:///x", False),
+        ("/etc/passwd", False),
+        ("chrome://settings", False),
+    ],
+)
+def test_only_web_urls_pass(url: str, allowed: bool) -> None:
+    assert web_url(url) is allowed
+
+
+@pytest.fixture
+def session_page(server: Server, playwright: Any) -> Any:
+    before = set(profiles(server))
+    session = server.sdk().sessions.create()
+    browser = playwright.chromium.connect_over_cdp(session.connect_url)
+    (profile,) = set(profiles(server)) - before
+    page = browser.contexts[0].pages[0]
+    yield page, browser, profile
+    browser.close()
+
+
+def test_host_files_cannot_be_opened(session_page: Any) -> None:
+    page, browser, _ = session_page
+    with pytest.raises(PlaywrightError, match=r"browserfleet: Page\.navigate"):
+        page.goto("file:///etc/hostname")
+    cdp = browser.new_browser_cdp_session()
+    for url in ("file:///etc/passwd", "view-source:file:///etc/passwd", " FILE:///"):
+        with pytest.raises(PlaywrightError, match=r"browserfleet: Target\.createTarget"):
+            cdp.send("Target.createTarget", {"url": url})
+    page_cdp = page.context.new_cdp_session(page)
+    frame_id = page_cdp.send("Page.getFrameTree")["frameTree"]["frame"]["id"]
+    with pytest.raises(PlaywrightError, match=r"browserfleet: Network\.loadNetworkResource"):
+        page_cdp.send(
+            "Network.loadNetworkResource",
+            {"url": "file:///etc/passwd", "frameId": frame_id, "options": {}},
+        )
+    with pytest.raises(PlaywrightError, match=r"browserfleet: Extensions\.loadUnpacked"):
+        cdp.send("Extensions.loadUnpacked", {"path": "/etc"})
+    # The session still works after refusals.
+    assert page.evaluate("2 + 2") == 4
+
+
+def test_pages_cannot_navigate_themselves_to_host_files(session_page: Any, site: str) -> None:
+    """Renderer-initiated navigations to file: are Chromium's to refuse; check it does."""
+    page, browser, _ = session_page
+    page.goto(f"{site}/index.html")
+    page.evaluate("window.open('file:///etc/hostname'); location.href = 'file:///etc/hostname'")
+    page.wait_for_timeout(500)
+    urls = [p.url for context in browser.contexts for p in context.pages]
+    assert not [u for u in urls if u.startswith("file:")], urls
+
+
+def test_file_inputs_take_only_the_sessions_uploads(session_page: Any) -> None:
+    page, _, profile = session_page
+    page.set_content("<input type=file id=f>")
+    cdp = page.context.new_cdp_session(page)
+    node = cdp.send(
+        "DOM.querySelector", {"nodeId": cdp.send("DOM.getDocument")["root"]["nodeId"], "selector": "#f"}
+    )
+    for path in ("/etc/passwd", str(profile / "uploads" / ".." / "user-data" / "Local State")):
+        with pytest.raises(PlaywrightError, match=r"browserfleet: DOM\.setFileInputFiles"):
+            cdp.send("DOM.setFileInputFiles", {"nodeId": node["nodeId"], "files": [path]})
+    upload = profile / "uploads" / "notes.txt"
+    upload.write_text("mine")
+    cdp.send("DOM.setFileInputFiles", {"nodeId": node["nodeId"], "files": [str(upload)]})
+    assert page.evaluate("document.getElementById('f').files[0].name") == "notes.txt"
+
+
+def test_download_path_is_always_the_sessions_own(session_page: Any, site: str, tmp_path: Path) -> None:
+    page, browser, profile = session_page
+    elsewhere = tmp_path / "chosen-by-client"
+    cdp = browser.new_browser_cdp_session()
+    cdp.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(elsewhere)})
+    page.goto(f"{site}/download.html")
+    page.click("#dl")
+
+    def finished() -> list[str]:
+        # Chromium writes to a temporary name first and renames when done.
+        done = [p for p in (profile / "downloads").iterdir() if not p.name.endswith(".crdownload")]
+        return [p.read_text() for p in done]
+
+    assert wait_for(finished) == ["secret-ish bytes\n"]
+    assert not elsewhere.exists()
