@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     chromium_path: str = "/usr/lib/chromium/chromium"
     # Extra Chromium flags, shell-style quoted.
     chromium_args: str = ""
+    # Each browser in a network namespace of its own (debugging port unreachable from the host, egress
+    # through the server's proxy). None: whenever the host allows it.
+    isolate_network: bool | None = None
     # How long a launched browser may take to open its debugging endpoint.
     launch_timeout: float = 30.0
 

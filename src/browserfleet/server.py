@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 from rich.console import Console
 
@@ -15,7 +13,7 @@ from browserfleet.api import errors
 from browserfleet.api import projects as project_routes
 from browserfleet.api import sessions as session_routes
 from browserfleet.bootstrap import bootstrap
-from browserfleet.browsers import process
+from browserfleet.browsers import netns, process
 from browserfleet.browsers.launcher import Launcher
 from browserfleet.cluster.local import LocalRunner
 from browserfleet.config import Settings
@@ -33,8 +31,15 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     process.become_subreaper()
     store = await Store.open(settings.database)
     project, new_key = await bootstrap(store, settings)
+    isolate = netns.supported() if settings.isolate_network is None else settings.isolate_network
+    if not isolate:
+        log.warning("browsers share the host's network: their debugging ports are reachable from this host")
     launcher = Launcher(
-        settings.chromium_path, settings.extra_chromium_args, settings.profiles_dir, settings.launch_timeout
+        settings.chromium_path,
+        settings.extra_chromium_args,
+        settings.profiles_dir,
+        settings.launch_timeout,
+        isolate=isolate,
     )
     manager = SessionManager(store, LocalRunner(launcher))
     reaped = await manager.reconcile()
@@ -47,19 +52,12 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     app.add_routes(project_routes.routes)
     app.add_routes(gateway_routes.routes)
 
-    async def gateway_http(app: web.Application) -> AsyncIterator[None]:
-        timeout = aiohttp.ClientTimeout(total=None, connect=10)
-        app[gateway_routes.HTTP] = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
-        yield
-        await app[gateway_routes.HTTP].close()
-
     async def end_sessions(_app: web.Application) -> None:
         await manager.shutdown()
 
     async def close_store(_app: web.Application) -> None:
         await store.close()
 
-    app.cleanup_ctx.append(gateway_http)
     app.on_shutdown.append(end_sessions)
     app.on_cleanup.append(close_store)
 

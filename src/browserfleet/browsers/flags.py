@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from browserfleet.browsers import egress
+
 # Lean and quiet: no first-run UI, no background traffic to Google (updates, sync, safe browsing,
 # variations, metrics), and the WebUI omnibox popups off (they cost ~57 MB per browser).
 DEFAULT_FLAGS = (
@@ -28,6 +30,11 @@ DEFAULT_FLAGS = (
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
 )
+
+
+# In its own network namespace a browser reaches the world only through the egress proxy; loopback
+# too (<-loopback> drops Chromium's implicit bypass), since its own loopback is empty.
+EGRESS_FLAGS = (f"--proxy-server=http://127.0.0.1:{egress.PORT}", "--proxy-bypass-list=<-loopback>")
 
 
 def command_line(executable: str, profile_dir: Path, extra: list[str]) -> list[str]:

@@ -6,6 +6,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidHandshake
 
 from browserfleet.api.errors import ApiError
 from browserfleet.gateway import credentials
@@ -14,7 +16,6 @@ from browserfleet.gateway.relay import relay
 from browserfleet.services import SERVICES
 
 routes = web.RouteTableDef()
-HTTP = web.AppKey("gateway_http", aiohttp.ClientSession)
 
 
 def _ws_base(request: web.Request) -> str:
@@ -30,7 +31,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "Expected a WebSocket upgrade: connect a CDP client (Playwright, Puppeteer) here")
     live = await credentials.session_for_connect(svc, request)
     client = web.WebSocketResponse(compress=False, max_msg_size=0, autoping=True)
-    browser_ws: aiohttp.ClientWebSocketResponse | None = None
+    browser_ws: ClientConnection | None = None
 
     async def close() -> None:
         await client.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"session ended")
@@ -40,10 +41,8 @@ async def connect(request: web.Request) -> web.StreamResponse:
     svc.manager.attach(live.id, close)
     try:
         try:
-            browser_ws = await request.app[HTTP].ws_connect(
-                live.browser.ws_url, compress=0, max_msg_size=0, autoping=True
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            browser_ws = await live.browser.open_cdp()
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
         await client.prepare(request)
         await relay(client, browser_ws, Policy(live.browser.downloads_dir, live.browser.uploads_dir))
@@ -59,13 +58,7 @@ async def version(request: web.Request) -> web.Response:
     live = await credentials.existing_session(svc, request)
     info: dict[str, Any] = {"Browser": "Chrome", "Protocol-Version": "1.3"}
     if live is not None:
-        try:
-            async with request.app[HTTP].get(
-                f"http://127.0.0.1:{live.browser.port}/json/version"
-            ) as response:
-                info = await response.json()
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
+        info = dict(live.browser.version)
         query = f"signingKey={svc.signing_keys.mint(live.id)}"
     else:
         query = request.query_string  # apiKey[&projectId]: the session is created when the socket opens
