@@ -77,6 +77,7 @@ class Server:
             "BROWSERFLEET_DATA_DIR": str(self.data_dir),
             "BROWSERFLEET_CHROMIUM_ARGS": RESOLVER_RULES,
             "BROWSERFLEET_CONCURRENCY": "25",
+            "BROWSERFLEET_POOL_SIZE": "2",
             **self.env,
         }
 
@@ -216,6 +217,18 @@ def browser_pids(srv: Server) -> set[int]:
         ):
             pids.add(child.pid)
     return pids
+
+
+def session_browser(srv: Server, session_id: str) -> tuple[int, Path]:
+    """(pid, profile dir) of the browser serving a session, as the server recorded them."""
+    import sqlite3
+
+    with sqlite3.connect(srv.data_dir / "browserfleet.db") as db:
+        row = db.execute(
+            "select browser_pid, browser_profile from sessions where id = ?", (session_id,)
+        ).fetchone()
+    assert row is not None and row[0] is not None, f"no browser recorded for {session_id}"
+    return int(row[0]), Path(row[1])
 
 
 def profiles(srv: Server) -> list[Path]:

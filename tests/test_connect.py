@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, browser_pids, wait_for
+from conftest import Server, wait_for
 from playwright.sync_api import Error as PlaywrightError
 
 
@@ -120,7 +120,7 @@ def test_bad_credentials_are_refused_at_the_upgrade(server: Server, playwright: 
     session = server.sdk().sessions.create(keep_alive=True)
     _, other_key = server.new_project("connect-isolation", concurrency=1)
     forged = session.signing_key[:-4] + ("AAAA" if not session.signing_key.endswith("AAAA") else "BBBB")
-    pids = browser_pids(server)
+    sessions = {s.id for s in server.sdk().sessions.list()}
     try:
         assert handshake_status(f"{server.ws_url}/") == 401
         assert handshake_status(f"{server.ws_url}/?apiKey=nope") == 401
@@ -131,8 +131,8 @@ def test_bad_credentials_are_refused_at_the_upgrade(server: Server, playwright: 
         assert handshake_status(f"{server.ws_url}/?apiKey={server.api_key}&sessionId=no-such-id") == 404
         with pytest.raises(PlaywrightError):
             playwright.chromium.connect_over_cdp(f"{server.ws_url}/?signingKey={forged}", timeout=10_000)
-        # Nothing refused started a browser, and the session is untouched.
-        assert browser_pids(server) == pids
+        # Nothing refused made a session, and the session is untouched.
+        assert {s.id for s in server.sdk().sessions.list()} == sessions
         assert status(server, session.id) == "RUNNING"
         # A plain GET on the socket path is a clear 400, not a hang.
         plain = httpx.get(f"{server.url}/?apiKey={server.api_key}")

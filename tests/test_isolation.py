@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server, browser_pids, wait_for
+from conftest import Server, session_browser, wait_for
 
 
 def listening_ports(pid: int) -> set[int]:
@@ -23,9 +23,8 @@ def listening_ports(pid: int) -> set[int]:
 
 
 def test_debugging_port_is_unreachable_from_the_host(server: Server, site: str, playwright: Any) -> None:
-    before = browser_pids(server)
     session = server.sdk().sessions.create()
-    (pid,) = wait_for(lambda: browser_pids(server) - before)  # type: ignore[misc]
+    pid, _ = session_browser(server, session.id)
     assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
     ports = listening_ports(pid)
     assert ports, "the browser listens on its debugging port (and the egress proxy) in its namespace"
@@ -43,7 +42,7 @@ def test_debugging_port_is_unreachable_from_the_host(server: Server, site: str, 
 def test_without_isolation_sessions_still_work(make_server: Any, site: str, playwright: Any) -> None:
     srv: Server = make_server("shared-network", BROWSERFLEET_ISOLATE_NETWORK="false").start()
     session = srv.sdk().sessions.create()
-    (pid,) = wait_for(lambda: browser_pids(srv))  # type: ignore[misc]
+    pid, _ = session_browser(srv, session.id)
     assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
     browser = playwright.chromium.connect_over_cdp(session.connect_url)
     page = browser.contexts[0].pages[0]

@@ -11,17 +11,12 @@ from typing import Any
 import browserbase
 import psutil
 import pytest
-from conftest import Server, browser_pids, profiles, wait_for
+from conftest import Server, browser_pids, profiles, session_browser, wait_for
 from playwright.sync_api import Error as PlaywrightError
 
 
 def status(server: Server, session_id: str, key: str | None = None) -> str:
     return str(server.sdk(key).sessions.retrieve(session_id).status)
-
-
-def new_browser(server: Server, before: set[int]) -> int:
-    (pid,) = wait_for(lambda: browser_pids(server) - before)  # type: ignore[misc]
-    return int(pid)
 
 
 def closed(browser: Any) -> bool:
@@ -41,12 +36,10 @@ def gone(pid: int) -> bool:
 
 
 def test_release_kills_the_whole_tree_and_removes_the_profile(server: Server) -> None:
-    before_pids, before_profiles = browser_pids(server), set(profiles(server))
     session = server.sdk().sessions.create()
-    pid = new_browser(server, before_pids)
+    pid, profile = session_browser(server, session.id)
     tree = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
     assert len(tree) > 2  # Chromium's zygotes, GPU/utility and renderer processes
-    (profile,) = set(profiles(server)) - before_profiles
     handlers = [
         p.pid for p in psutil.process_iter(["cmdline"]) if str(profile) in " ".join(p.info["cmdline"] or [])
     ]
@@ -83,9 +76,8 @@ def test_keep_alive_survives_disconnects_until_released(server: Server, site: st
 
 
 def test_a_crashed_browser_ends_the_session_as_error(server: Server, playwright: Any) -> None:
-    before = browser_pids(server)
     session = server.sdk().sessions.create(keep_alive=True)
-    pid = new_browser(server, before)
+    pid, _ = session_browser(server, session.id)
     browser = playwright.chromium.connect_over_cdp(session.connect_url)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: status(server, session.id) == "ERROR")
@@ -152,10 +144,9 @@ def test_a_burst_never_exceeds_the_limit(server: Server) -> None:
 def test_sessions_time_out_connected_or_never_connected(server: Server, playwright: Any) -> None:
     """The shortest timeout the contract allows is 60 s, so this test takes a minute."""
     bb = server.sdk()
-    before = browser_pids(server)
     idle = bb.sessions.create(api_timeout=60)
     used = bb.sessions.create(api_timeout=60, keep_alive=True)
-    pids = browser_pids(server) - before
+    pids = {session_browser(server, s.id)[0] for s in (idle, used)}
     assert len(pids) == 2
     browser = playwright.chromium.connect_over_cdp(used.connect_url)
     browser.contexts[0].pages[0].evaluate("1")
@@ -174,14 +165,21 @@ def test_restart_keeps_records_and_reaps_orphans(make_server: Any, playwright: A
     done = bb.sessions.create()
     bb.sessions.update(done.id, status="REQUEST_RELEASE")
     alive = bb.sessions.create(keep_alive=True, user_metadata={"kept": "yes"})
-    pid = new_browser(srv, set())
-    tree = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
-    # The server dies without any chance to clean up: its browser is orphaned.
+    pid, _ = session_browser(srv, alive.id)
+    # Every browser of this server: the session's and the warm pool's idle ones, with their trees.
+    wait_for(lambda: len(browser_pids(srv)) == 3)  # the session's and a refilled pool of 2
+    old_profiles = profiles(srv)
+    tree = [
+        p.pid
+        for b in browser_pids(srv)
+        for p in [psutil.Process(b), *psutil.Process(b).children(recursive=True)]
+    ]
+    # The server dies without any chance to clean up: its browsers are orphaned.
     srv.stop(signal.SIGKILL)
     assert not gone(pid)
     srv.start()
     wait_for(lambda: all(gone(p) for p in tree))
-    assert not profiles(srv)
+    assert not [p for p in old_profiles if p.exists()]
     bb = srv.sdk()
     after = {s.id: s for s in bb.sessions.list()}
     assert after[done.id].status == "COMPLETED"
@@ -191,7 +189,7 @@ def test_restart_keeps_records_and_reaps_orphans(make_server: Any, playwright: A
         playwright.chromium.connect_over_cdp(alive.connect_url, timeout=10_000)
     # A graceful stop ends running sessions and kills their browsers too.
     running = bb.sessions.create(keep_alive=True)
-    pid = new_browser(srv, set())
+    pid, _ = session_browser(srv, running.id)
     srv.stop()
     assert gone(pid) and not profiles(srv)
     srv.start()

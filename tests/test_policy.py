@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server, profiles, wait_for
+from conftest import Server, session_browser, wait_for
 from playwright.sync_api import Error as PlaywrightError
 
 from browserfleet.gateway.policy import web_url
@@ -37,10 +37,9 @@ def test_only_web_urls_pass(url: str, allowed: bool) -> None:
 
 @pytest.fixture
 def session_page(server: Server, playwright: Any) -> Any:
-    before = set(profiles(server))
     session = server.sdk().sessions.create()
     browser = playwright.chromium.connect_over_cdp(session.connect_url)
-    (profile,) = set(profiles(server)) - before
+    _, profile = session_browser(server, session.id)
     page = browser.contexts[0].pages[0]
     yield page, browser, profile
     browser.close()

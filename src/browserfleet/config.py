@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
+import psutil
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_pool_size() -> int:
+    """Two ready browsers per core, at most 8, and no more than a tenth of memory allows (~150 MB each)."""
+    by_memory = psutil.virtual_memory().total // (10 * 150 * 1024 * 1024)
+    return int(max(1, min(2 * (os.cpu_count() or 1), 8, by_memory)))
 
 
 class Settings(BaseSettings):
@@ -30,6 +38,11 @@ class Settings(BaseSettings):
     # Each browser in a network namespace of its own (debugging port unreachable from the host, egress
     # through the server's proxy). None: whenever the host allows it.
     isolate_network: bool | None = None
+    # Warm pool: browsers launched ahead of demand (default: sized to the machine), at most
+    # `max_parallel_launches` launching at once, and none kept idle when free memory is below the floor.
+    pool_size: int = Field(default_factory=lambda: default_pool_size(), ge=0)
+    max_parallel_launches: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)
+    pool_min_free_mb: int = Field(default=1024, ge=0)
     # How long a launched browser may take to open its debugging endpoint.
     launch_timeout: float = 30.0
 

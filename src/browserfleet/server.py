@@ -41,8 +41,12 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         settings.launch_timeout,
         isolate=isolate,
     )
-    manager = SessionManager(store, LocalRunner(launcher))
-    reaped = await manager.reconcile()
+    runner = LocalRunner(
+        launcher, settings.pool_size, settings.max_parallel_launches, settings.pool_min_free_mb
+    )
+    manager = SessionManager(store, runner)
+    reaped = await manager.reconcile()  # before the pool starts: it kills every browser of this data dir
+    runner.start()
     secret = await store.secret("signing-keys", lambda: secrets.token_urlsafe(48))
     services = Services(settings, store, manager, SigningKeys(secret))
 
@@ -54,6 +58,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
 
     async def end_sessions(_app: web.Application) -> None:
         await manager.shutdown()
+        await runner.close()
 
     async def close_store(_app: web.Application) -> None:
         await store.close()

@@ -200,6 +200,10 @@ class Launcher:
             await browser.close()
             detail = " | ".join(tail) or str(exc) or "timed out"
             raise LaunchError(f"Chromium did not open its debugging endpoint: {detail}") from exc
+        except BaseException:
+            # Cancelled mid-launch (shutdown, a client gone): the half-started browser must not outlive us.
+            await asyncio.shield(browser.close())
+            raise
         browser.launch_ms = (time.perf_counter() - started) * 1000
         # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
         browser._drain = asyncio.create_task(_drain(proc.stderr, tail), name=f"chromium-{proc.pid}-stderr")

@@ -53,8 +53,6 @@ def parse(text: str) -> tuple[tuple[str, ...], str]:
         key = parser.quoted()
         if not key:
             raise parser.fail("empty key")
-        if '"' in key:
-            raise parser.fail("keys cannot contain '\"'")
         path.append(key)
         parser.expect("]")
     if not path:

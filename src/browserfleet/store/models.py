@@ -83,6 +83,38 @@ class Session(Base):
     )
 
 
+class MetadataLeaf(Base):
+    """One string value in a session's userMetadata, by its key path: what `q` queries use, indexed,
+    so a query is a lookup and not a JSON scan of every session (same on SQLite and PostgreSQL)."""
+
+    __tablename__ = "session_metadata"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(Text, primary_key=True)  # JSON array of keys, e.g. ["order","status"]
+    project_id: Mapped[str] = mapped_column(String(36))
+    value: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_session_metadata_lookup", "project_id", "path", "value"),)
+
+
+def metadata_leaves(metadata: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(path, value) for every string in the metadata, however deep; numbers, booleans and arrays are not
+    queryable (as on Browserbase), so they have no leaf."""
+    import json
+
+    leaves: list[tuple[str, str]] = []
+
+    def walk(node: dict[str, Any], path: list[str]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, [*path, key])
+            elif isinstance(value, str):
+                leaves.append((json.dumps([*path, key], ensure_ascii=False), value))
+
+    walk(metadata or {}, [])
+    return leaves
+
+
 class ServerSecret(Base):
     """Server-wide secrets (e.g. the key that signs connect tokens), shared by gateway replicas."""
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from browserfleet.store import db
-from browserfleet.store.models import ApiKey, Project, ServerSecret, Session
+from browserfleet.store.models import ApiKey, MetadataLeaf, Project, ServerSecret, Session, metadata_leaves
 
 ENDED = ("COMPLETED", "ERROR", "TIMED_OUT")
 
@@ -94,6 +95,11 @@ class Store:
     async def add_session(self, session: Session) -> None:
         async with self._sessions.begin() as s:
             s.add(session)
+            await s.flush()  # the session row first: its leaves reference it
+            s.add_all(
+                MetadataLeaf(session_id=session.id, project_id=session.project_id, path=path, value=value)
+                for path, value in metadata_leaves(session.user_metadata)
+            )
 
     async def update_session(self, session_id: str, **fields: Any) -> None:
         async with self._sessions.begin() as s:
@@ -126,21 +132,20 @@ class Store:
         if status:
             query = query.where(Session.status == status)
         if metadata:
-            query = query.where(self._metadata_equals(*metadata))
+            query = query.where(self._metadata_equals(project_id, *metadata))
         query = query.order_by(Session.created_at.desc())
         async with self._sessions() as s:
             return (await s.scalars(query)).all()
 
-    def _metadata_equals(self, keys: tuple[str, ...], value: str) -> ColumnElement[bool]:
+    @staticmethod
+    def _metadata_equals(project_id: str, keys: tuple[str, ...], value: str) -> ColumnElement[bool]:
         """user_metadata at `keys` is the string `value` (a number or object there never matches)."""
-        column = Session.user_metadata
-        if self.engine.dialect.name == "sqlite":
-            path = "$" + "".join(f'."{key}"' for key in keys)  # keys cannot hold '"' (the parser refuses)
-            return and_(func.json_type(column, path) == "text", func.json_extract(column, path) == value)
-        return and_(
-            func.json_typeof(func.json_extract_path(column, *keys)) == "string",
-            func.json_extract_path_text(column, *keys) == value,
+        leaves = select(MetadataLeaf.session_id).where(
+            MetadataLeaf.project_id == project_id,
+            MetadataLeaf.path == json.dumps(list(keys), ensure_ascii=False),
+            MetadataLeaf.value == value,
         )
+        return Session.id.in_(leaves)
 
     async def live_sessions(self) -> Sequence[Session]:
         """Sessions not ended: after a restart these are the ones whose browsers must be reaped."""

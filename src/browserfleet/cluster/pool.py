@@ -1,0 +1,106 @@
+"""The warm pool: browsers launched ahead of demand, each handed to one session and never reused.
+
+Creating a session takes a ready browser (no launch on the request path) and wakes the refiller,
+which launches replacements one at a time, so a burst never has the two cores launching browsers
+while running sessions starve. When the host runs short of memory the pool gives back its idle
+browsers instead of refilling, and sessions fall back to launching on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+
+import psutil
+
+from browserfleet.browsers.launcher import Browser, Launcher, LaunchError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_FAILURE = 2.0  # seconds before the refiller tries again after a failed launch
+
+
+class WarmPool:
+    def __init__(
+        self, launcher: Launcher, size: int, launch_slots: asyncio.Semaphore, min_free_mb: int
+    ) -> None:
+        self.launcher = launcher
+        self.size = size
+        self.min_free_bytes = min_free_mb * 1024 * 1024
+        self._slots = launch_slots
+        self._ready: collections.deque[Browser] = collections.deque()
+        self._refiller: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        return len(self._ready)
+
+    def start(self) -> None:
+        self._wake()
+
+    def take(self) -> Browser | None:
+        """A ready browser for a session, or None when the pool is empty."""
+        while self._ready:
+            browser = self._ready.popleft()
+            if browser.alive:
+                self._wake()
+                return browser
+            self._discard(browser)
+        self._wake()
+        return None
+
+    def _short_of_memory(self) -> bool:
+        return bool(psutil.virtual_memory().available < self.min_free_bytes)
+
+    def _wake(self) -> None:
+        if not self._closed and (self._refiller is None or self._refiller.done()):
+            self._refiller = asyncio.create_task(self._refill(), name="warm-pool-refill")
+
+    async def _refill(self) -> None:
+        while not self._closed and len(self._ready) < self.size:
+            if self._short_of_memory():
+                # Give memory back rather than hold idle browsers a session may need.
+                while self._ready:
+                    self._discard(self._ready.pop())
+                log.warning("short of memory: warm pool emptied, sessions launch on demand")
+                return
+            try:
+                async with self._slots:
+                    browser = await self.launcher.launch()
+            except LaunchError as exc:
+                log.error("warm pool launch failed: %s", exc)
+                await asyncio.sleep(RETRY_AFTER_FAILURE)
+                continue
+            if self._closed:
+                await browser.close()
+                return
+            self._ready.append(browser)
+            browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
+
+    def _on_exit(self, browser: Browser, _exited: object = None) -> None:
+        # An idle browser that died (crash, OOM kill) is cleaned up and replaced.
+        if browser in self._ready:
+            self._ready.remove(browser)
+            log.warning("idle pooled browser %s exited; replacing it", browser.pid)
+            self._discard(browser)
+            self._wake()
+
+    def _discard(self, browser: Browser) -> None:
+        task = asyncio.create_task(browser.close(), name=f"pool-discard-{browser.pid}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._refiller is not None:
+            self._refiller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refiller
+        while self._ready:
+            self._discard(self._ready.pop())
+        await asyncio.gather(*self._closing, return_exceptions=True)
