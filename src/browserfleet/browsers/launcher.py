@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from websockets.asyncio.client import ClientConnection, connect
 
 from browserfleet.browsers import flags, netns, process
 from browserfleet.browsers.egress import EgressProxy
@@ -39,7 +38,7 @@ class Browser:
     """A running Chromium. `exited` resolves with its exit code however it ends.
 
     With `netns_fd` set, the browser lives in a network namespace of its own: its debugging port is
-    reachable only through sockets this server creates there (`open_cdp`), and its only way out is
+    reachable only through sockets this server creates there (`connect_socket`), and its only way out is
     its `egress` proxy.
     """
 
@@ -56,7 +55,8 @@ class Browser:
     _watch: asyncio.Task[int] | None = None
     _drain: asyncio.Task[None] | None = None
 
-    async def _connect(self) -> socket.socket:
+    async def connect_socket(self) -> socket.socket:
+        """A TCP connection to the debugging port, made inside the browser's network namespace."""
         sock = netns.socket_in(self.netns_fd)
         try:
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
@@ -65,16 +65,9 @@ class Browser:
             raise
         return sock
 
-    async def open_cdp(self) -> ClientConnection:
-        """A new browser-level CDP connection: no compression, no message size limit."""
-        sock = await self._connect()
-        return await connect(
-            self.ws_url, sock=sock, compression=None, max_size=None, ping_interval=None, open_timeout=10
-        )
-
     async def _read_version(self) -> None:
         """GET /json/version (Chromium keeps the connection open, so read by Content-Length)."""
-        reader, writer = await asyncio.open_connection(sock=await self._connect())
+        reader, writer = await asyncio.open_connection(sock=await self.connect_socket())
         try:
             writer.write(b"GET /json/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             head = await reader.readuntil(b"\r\n\r\n")

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 _WATCHED = re.compile(
-    r'"method"\s*:\s*"(?:Page\.navigate|Target\.createTarget|Network\.loadNetworkResource|DOM\.setFileInputFiles'
-    r'|Browser\.setDownloadBehavior|Page\.setDownloadBehavior|Extensions\.loadUnpacked)"'
+    rb'"method"\s*:\s*"(?:Page\.navigate|Target\.createTarget|Network\.loadNetworkResource|DOM\.setFileInputFiles'
+    rb'|Browser\.setDownloadBehavior|Page\.setDownloadBehavior|Extensions\.loadUnpacked)"'
 )
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 WEB_SCHEMES = frozenset({"http", "https", "about", "data", "blob", "javascript"})
@@ -50,28 +50,36 @@ class Policy:
     downloads_dir: Path
     uploads_dir: Path
 
-    def apply(self, text: str) -> tuple[str | None, str | None]:
-        """(message to forward to the browser, or None; reply to send the client instead, or None)."""
-        if _WATCHED.search(text) is None:
-            return text, None
+    def apply(self, payload: bytes) -> bytes | None:
+        """The message to send the browser instead of `payload`, or None to send it unchanged.
+
+        A refused command is sent on as a method Chromium does not have, named with the reason, so
+        Chromium itself answers it with an error (`'browserfleet: …' wasn't found`) in the right place
+        of the stream and on the right session; the relay never has to inject frames of its own.
+        """
+        if _WATCHED.search(payload) is None:
+            return None
         try:
-            message = json.loads(text)
+            message = json.loads(payload)
         except ValueError:
-            return text, None  # Chromium answers malformed JSON itself
+            return None  # Chromium answers malformed JSON itself
         if not isinstance(message, dict):
-            return text, None
+            return None
         params = message.get("params")
         if not isinstance(params, dict):
             params = {}
-        refusal = self._refusal(str(message.get("method")), params)
+        method = str(message.get("method"))
+        refusal = self._refusal(method, params)
         if refusal is not None:
-            return None, _error(message, refusal)
-        if message.get("method") in ("Browser.setDownloadBehavior", "Page.setDownloadBehavior"):
+            message["method"] = f"browserfleet: {refusal}"
+            message["params"] = {}
+            return json.dumps(message).encode()
+        if method in ("Browser.setDownloadBehavior", "Page.setDownloadBehavior"):
             if params.get("behavior") in ("allow", "allowAndName") or "downloadPath" in params:
                 params["downloadPath"] = str(self.downloads_dir)
                 message["params"] = params
-                return json.dumps(message), None
-        return text, None
+                return json.dumps(message).encode()
+        return None
 
     def _refusal(self, method: str, params: dict[str, Any]) -> str | None:
         if method in ("Page.navigate", "Target.createTarget", "Network.loadNetworkResource"):
@@ -94,13 +102,3 @@ class Policy:
         real = os.path.realpath(path)
         root = os.path.realpath(self.uploads_dir)
         return real.startswith(root + os.sep)
-
-
-def _error(message: dict[str, Any], text: str) -> str:
-    reply: dict[str, Any] = {
-        "id": message.get("id"),
-        "error": {"code": -32000, "message": f"browserfleet: {text}"},
-    }
-    if "sessionId" in message:
-        reply["sessionId"] = message["sessionId"]
-    return json.dumps(reply)

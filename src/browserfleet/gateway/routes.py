@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import InvalidHandshake
 
 from browserfleet.api.errors import ApiError
 from browserfleet.gateway import credentials
 from browserfleet.gateway.policy import Policy
-from browserfleet.gateway.relay import relay
+from browserfleet.gateway.splice import ClientFrames, Link, accept_key, connect_browser
 from browserfleet.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -26,29 +23,53 @@ def _ws_base(request: web.Request) -> str:
 @routes.get("/")
 async def connect(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    probe = web.WebSocketResponse(compress=False, max_msg_size=0)
-    if not probe.can_prepare(request).ok:
-        raise ApiError(400, "Expected a WebSocket upgrade: connect a CDP client (Playwright, Puppeteer) here")
+    key = _websocket_key(request)
     live = await credentials.session_for_connect(svc, request)
-    client = web.WebSocketResponse(compress=False, max_msg_size=0, autoping=True)
-    browser_ws: ClientConnection | None = None
+    link = Link(Policy(live.browser.downloads_dir, live.browser.uploads_dir))
 
     async def close() -> None:
-        await client.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"session ended")
-        if browser_ws is not None:
-            await browser_ws.close()
+        link.close()
 
     svc.manager.attach(live.id, close)
     try:
         try:
-            browser_ws = await live.browser.open_cdp()
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            browser_side = await connect_browser(
+                link, await live.browser.connect_socket(), live.browser.ws_url
+            )
+        except (OSError, TimeoutError) as exc:
             raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
-        await client.prepare(request)
-        await relay(client, browser_ws, Policy(live.browser.downloads_dir, live.browser.uploads_dir))
+        response = web.StreamResponse(
+            status=101,
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Accept": accept_key(key),
+            },
+        )
+        await response.prepare(request)
+        # From here the connection is ours: aiohttp hands every further byte to ClientFrames.
+        link.client = request.transport
+        request.protocol.set_parser(ClientFrames(link))  # type: ignore[arg-type]
+        request.protocol.keep_alive(False)
+        browser_side.start()
+        await link.done
     finally:
+        link.close()
         svc.manager.detach(live, close)
-    return client
+    return response
+
+
+def _websocket_key(request: web.Request) -> str:
+    """The client's Sec-WebSocket-Key, if this is a WebSocket upgrade we can accept (RFC 6455, v13)."""
+    headers = request.headers
+    key = headers.get("Sec-WebSocket-Key", "")
+    upgrade = headers.get("Upgrade", "").lower() == "websocket"
+    connection = "upgrade" in headers.get("Connection", "").lower()
+    if not (upgrade and connection and key):
+        raise ApiError(400, "Expected a WebSocket upgrade: connect a CDP client (Playwright, Puppeteer) here")
+    if headers.get("Sec-WebSocket-Version") != "13":
+        raise ApiError(400, "Unsupported WebSocket version (13 is supported)")
+    return key
 
 
 @routes.get("/json/version")

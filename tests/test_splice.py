@@ -1,0 +1,105 @@
+"""The byte-level relay's client-side framing, with real frames and fake transports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from websockets.speedups import apply_mask
+
+from browserfleet.gateway.policy import Policy
+from browserfleet.gateway.splice import Link
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def client_frame(payload: bytes, opcode: int = 1, fin: bool = True) -> bytes:
+    mask = os.urandom(4)
+    size = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if size < 126:
+        head += bytes([0x80 | size])
+    elif size < 1 << 16:
+        head += bytes([0xFE]) + size.to_bytes(2, "big")
+    else:
+        head += bytes([0xFF]) + size.to_bytes(8, "big")
+    return head + mask + apply_mask(payload, mask)
+
+
+def messages(stream: bytes) -> list[bytes]:
+    """Unmask and split what the relay sent the browser back into message payloads."""
+    out, i = [], 0
+    while i < len(stream):
+        size, head = stream[i + 1] & 0x7F, 2
+        if size == 126:
+            size, head = int.from_bytes(stream[i + 2 : i + 4], "big"), 4
+        elif size == 127:
+            size, head = int.from_bytes(stream[i + 2 : i + 10], "big"), 10
+        mask = stream[i + head : i + head + 4]
+        out.append(apply_mask(stream[i + head + 4 : i + head + 4 + size], mask))
+        i += head + 4 + size
+    return out
+
+
+def run(feed: list[bytes], tmp_path: Path) -> tuple[list[bytes], Any]:
+    async def go() -> tuple[list[bytes], Any]:
+        link = Link(Policy(tmp_path / "downloads", tmp_path / "uploads"))
+        browser = Sink()
+        link.browser = browser  # type: ignore[assignment]
+        for chunk in feed:
+            link.from_client(chunk)
+        return messages(bytes(browser.data)), link
+
+    return asyncio.run(go())
+
+
+def test_frames_split_anywhere_arrive_whole_and_unchanged(tmp_path: Path) -> None:
+    small = json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {"expression": "1+1"}}).encode()
+    medium = json.dumps({"id": 2, "method": "Page.setContent", "params": {"html": "x" * 5000}}).encode()
+    large = json.dumps({"id": 3, "method": "Page.setContent", "params": {"html": "y" * 70000}}).encode()
+    stream = client_frame(small) + client_frame(medium) + client_frame(large)
+    for step in (1, 7, 1000, len(stream)):
+        got, _ = run([stream[i : i + step] for i in range(0, len(stream), step)], tmp_path)
+        assert got == [small, medium, large]
+
+
+def test_policy_sees_fragmented_messages(tmp_path: Path) -> None:
+    navigate = json.dumps(
+        {"id": 4, "method": "Page.navigate", "params": {"url": "file:///etc/passwd"}}
+    ).encode()
+    first, second = navigate[:20], navigate[20:]
+    got, _ = run([client_frame(first, opcode=1, fin=False) + client_frame(second, opcode=0)], tmp_path)
+    (sent,) = got
+    assert json.loads(sent)["id"] == 4
+    assert json.loads(sent)["method"].startswith("browserfleet: Page.navigate")
+
+
+def test_download_path_is_rewritten_in_the_byte_stream(tmp_path: Path) -> None:
+    command = {
+        "id": 5,
+        "method": "Browser.setDownloadBehavior",
+        "params": {"behavior": "allow", "downloadPath": "/"},
+    }
+    got, _ = run([client_frame(json.dumps(command).encode())], tmp_path)
+    assert json.loads(got[0])["params"]["downloadPath"] == str(tmp_path / "downloads")
+
+
+def test_an_unmasked_client_frame_ends_the_link(tmp_path: Path) -> None:
+    got, link = run([b"\x81\x02hi"], tmp_path)
+    assert got == [] and link.done.done()
