@@ -105,5 +105,88 @@ def test_download_path_is_always_the_sessions_own(session_page: Any, site: str, 
         done = [p for p in (profile / "downloads").iterdir() if not p.name.endswith(".crdownload")]
         return [p.read_text() for p in done]
 
-    assert wait_for(finished) == ["secret-ish bytes\n"]
+    wait_for(lambda: finished() == ["secret-ish bytes\n"])
     assert not elsewhere.exists()
+
+
+def raw_cdp(server: Server, session_id: str, messages: list[str]) -> list[dict[str, Any]]:
+    """Send hand-written CDP text (escapes, duplicates) on a session's socket; the answers, in order."""
+    import asyncio
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import websockets
+
+    async def go() -> list[dict[str, Any]]:
+        url = f"{server.ws_url}/?apiKey={server.api_key}&sessionId={session_id}"
+        async with websockets.connect(url, compression=None, max_size=None) as ws:
+            answers = []
+            for message in messages:
+                await ws.send(message)
+                while True:
+                    answer = json.loads(await ws.recv())
+                    if "id" in answer:
+                        answers.append(answer)
+                        break
+            return answers
+
+    with ThreadPoolExecutor(1) as thread:  # the sync Playwright fixture may hold this thread's loop
+        return thread.submit(asyncio.run, go()).result()
+
+
+def test_escapes_and_duplicate_keys_do_not_slip_past(server: Server) -> None:
+    session = server.sdk().sessions.create(keep_alive=True)
+    try:
+        answers = raw_cdp(
+            server,
+            session.id,
+            [
+                '{"id": 1, "method": "Target.create\\u0054arget", "params": {"url": "file:///etc/hostname"}}',
+                '{"id": 2, "method": "Target.createTarget", "params": {"url": "file:///"},'
+                ' "method": "Browser.getVersion"}',
+                '{"id": 3, "method": "Target.createTarget", "params": {"url": "fil\\u0065:///etc/hostname"}}',
+                '{"id": 4, "method": "PWA.launchFilesInApp",'
+                ' "params": {"manifestId": "x", "files": ["/etc/hostname"]}}',
+                '{"id": 5, "method": "Browser.getVersion"}',
+            ],
+        )
+        for answer in answers[:4]:
+            assert "browserfleet" in answer["error"]["message"], answer
+        assert answers[4]["result"]["product"].startswith("Chrome/")
+    finally:
+        server.sdk().sessions.update(session.id, status="REQUEST_RELEASE")
+
+
+def test_drag_and_drop_cannot_carry_host_files(session_page: Any) -> None:
+    page, _, _ = session_page
+    cdp = page.context.new_cdp_session(page)
+    drag = {
+        "type": "drop",
+        "x": 10,
+        "y": 10,
+        "data": {"items": [], "files": ["/etc/hostname"], "dragOperationsMask": 1},
+    }
+    with pytest.raises(PlaywrightError, match=r"browserfleet: Input\.dispatchDragEvent"):
+        cdp.send("Input.dispatchDragEvent", drag)
+
+
+def test_clients_are_told_when_the_session_ends(server: Server) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import websockets
+
+    session = server.sdk().sessions.create(keep_alive=True)
+
+    async def go() -> tuple[int | None, str | None]:
+        async with websockets.connect(session.connect_url, compression=None, max_size=None) as ws:
+            await ws.send('{"id": 1, "method": "Browser.getVersion"}')
+            await ws.recv()
+            await asyncio.to_thread(server.sdk().sessions.update, session.id, status="REQUEST_RELEASE")
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            rcvd = closed.value.rcvd
+            return (rcvd.code, rcvd.reason) if rcvd else (None, None)
+
+    with ThreadPoolExecutor(1) as thread:
+        assert thread.submit(asyncio.run, go()).result() == (1001, "session ended")

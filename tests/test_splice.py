@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,8 @@ def run(feed: list[bytes], tmp_path: Path) -> tuple[list[bytes], Any]:
             link.from_client(chunk)
         return messages(bytes(browser.data)), link
 
-    return asyncio.run(go())
+    with ThreadPoolExecutor(1) as thread:  # the sync Playwright fixture may hold this thread's loop
+        return thread.submit(asyncio.run, go()).result()
 
 
 def test_frames_split_anywhere_arrive_whole_and_unchanged(tmp_path: Path) -> None:

@@ -41,8 +41,9 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """A table that never truncates ids, even when piped (ids are meant to be copied)."""
     table = Table(*header, box=None)
     for column in table.columns:
+        # Ids and prefixes are never cut; free text (names) folds onto more lines instead.
+        column.no_wrap = column.header in ("id", "project", "prefix")
         column.overflow = "fold"
-        column.no_wrap = True
     for row in rows:
         table.add_row(*row)
     Console(width=max(200, console.width)).print(table)
@@ -177,13 +178,21 @@ def keys_list(project_id: Annotated[str | None, typer.Argument()] = None, data_d
 
 @keys_app.command("revoke")
 def keys_revoke(prefix_or_key: str, data_dir: DataDir = None) -> None:
-    """Revoke a key, given the prefix `keys list` shows or the whole key."""
+    """Revoke one key, given the whole key or the prefix `keys list` shows (if no other key shares it)."""
 
-    async def work(store: Store) -> int:
+    async def work(store: Store) -> str | None:
         row = await store.key(auth.hash_key(prefix_or_key))
-        return await store.revoke_key(row.prefix if row else prefix_or_key, datetime.now(UTC))
+        if row is None:
+            matches = await store.keys_with_prefix(prefix_or_key)
+            if len(matches) > 1:
+                return f"{len(matches)} keys share the prefix {prefix_or_key}: give the whole key"
+            row = matches[0] if matches else None
+        if row is None or not await store.revoke_key(row.key_hash, datetime.now(UTC)):
+            return f"no active key {prefix_or_key}"
+        return None
 
-    count = _with_store(data_dir, work)
-    typer.echo(f"revoked {count} key(s)")
-    if not count:
+    problem = _with_store(data_dir, work)
+    if problem:
+        typer.echo(problem, err=True)
         raise typer.Exit(1)
+    typer.echo("revoked 1 key")

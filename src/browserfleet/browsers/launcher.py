@@ -204,13 +204,14 @@ class Launcher:
 
     def reap_orphans(self) -> int:
         """Kill browsers a previous server left running on this data dir and remove their profiles."""
-        killed = 0
+        killed: set[int] = set()
         for proc in process.mentioning(str(self.profiles_root)):
-            killed += len(process.kill_tree(proc.pid))
+            if proc.pid not in killed:
+                killed.update(process.kill_tree(proc.pid))
         process.reap_adopted(keep=_watched)
         for path in self.profiles_root.glob(PROFILE_PREFIX + "*"):
             shutil.rmtree(path, ignore_errors=True)
-        return killed
+        return len(killed)
 
 
 async def _wait(proc: asyncio.subprocess.Process) -> int:

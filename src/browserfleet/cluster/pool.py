@@ -21,6 +21,7 @@ from browserfleet.browsers.launcher import Browser, Launcher, LaunchError
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 2.0  # seconds before the refiller tries again after a failed launch
+MEMORY_CHECK_INTERVAL = 5.0  # seconds between memory checks while the pool is full
 
 
 class WarmPool:
@@ -35,6 +36,7 @@ class WarmPool:
         self._refiller: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._wanted = asyncio.Event()  # set when a browser is taken or dies
 
     @property
     def idle(self) -> int:
@@ -58,29 +60,41 @@ class WarmPool:
         return bool(psutil.virtual_memory().available < self.min_free_bytes)
 
     def _wake(self) -> None:
+        self._wanted.set()
         if not self._closed and (self._refiller is None or self._refiller.done()):
             self._refiller = asyncio.create_task(self._refill(), name="warm-pool-refill")
 
     async def _refill(self) -> None:
-        while not self._closed and len(self._ready) < self.size:
+        """Runs for the pool's life: tops it up, and watches memory even while it is full."""
+        short = False
+        while not self._closed:
             if self._short_of_memory():
+                if not short:
+                    log.warning("short of memory: warm pool emptied, sessions launch on demand")
+                short = True
                 # Give memory back rather than hold idle browsers a session may need.
                 while self._ready:
                     self._discard(self._ready.pop())
-                log.warning("short of memory: warm pool emptied, sessions launch on demand")
-                return
-            try:
-                async with self._slots:
-                    browser = await self.launcher.launch()
-            except LaunchError as exc:
-                log.error("warm pool launch failed: %s", exc)
-                await asyncio.sleep(RETRY_AFTER_FAILURE)
+            elif len(self._ready) < self.size:
+                short = False
+                try:
+                    async with self._slots:
+                        browser = await self.launcher.launch()
+                except LaunchError as exc:
+                    log.error("warm pool launch failed: %s", exc)
+                    await asyncio.sleep(RETRY_AFTER_FAILURE)
+                    continue
+                if self._closed:
+                    await browser.close()
+                    return
+                self._ready.append(browser)
+                browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
                 continue
-            if self._closed:
-                await browser.close()
-                return
-            self._ready.append(browser)
-            browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
+            else:
+                short = False
+            self._wanted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wanted.wait(), MEMORY_CHECK_INTERVAL)
 
     def _on_exit(self, browser: Browser, _exited: object = None) -> None:
         # An idle browser that died (crash, OOM kill) is cleaned up and replaced.

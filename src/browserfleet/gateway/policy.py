@@ -6,10 +6,14 @@ reach the host's files; everything else passes without being parsed.
 
 - Navigation (`Page.navigate`, `Target.createTarget`, `Network.loadNetworkResource`) only to web
   schemes: `file:` and friends would read the host's disk.
-- `DOM.setFileInputFiles` only with files under the session's uploads directory.
+- `DOM.setFileInputFiles`, `Page.handleFileChooser`, `Input.dispatchDragEvent` only with files under
+  the session's uploads directory.
 - `Browser/Page.setDownloadBehavior`: the download path is always the session's own directory,
   whatever the client asked (Playwright and Stagehand send relative or client-side paths).
-- `Extensions.loadUnpacked` is refused: it would load any directory on the host as an extension.
+- `Extensions.loadUnpacked` is refused: it would load any directory on the host as an extension;
+  `PWA.*` (installs from and launches with host files) and `Tethering.*` (binds ports) too.
+- A message with a JSON escape is always parsed (an escape could spell a method name), and one with a
+  duplicate key is refused whole (which duplicate wins differs between parsers).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from typing import Any
 
 _WATCHED = re.compile(
     rb'"method"\s*:\s*"(?:Page\.navigate|Target\.createTarget|Network\.loadNetworkResource|DOM\.setFileInputFiles'
-    rb'|Browser\.setDownloadBehavior|Page\.setDownloadBehavior|Extensions\.loadUnpacked)"'
+    rb"|Browser\.setDownloadBehavior|Page\.setDownloadBehavior|Extensions\.loadUnpacked|Input\.dispatchDragEvent"
+    rb"|Page\.handleFileChooser|PWA\.|Tethering\.)"
+    # A JSON escape anywhere could spell a method name the pattern above cannot see: parse those too.
+    rb"|\\u"
 )
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 WEB_SCHEMES = frozenset({"http", "https", "about", "data", "blob", "javascript"})
@@ -60,7 +67,12 @@ class Policy:
         if _WATCHED.search(payload) is None:
             return None
         try:
-            message = json.loads(payload)
+            message = json.loads(payload, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            # Parsers disagree on which duplicate wins: never let the one we check differ from Chromium's.
+            return json.dumps(
+                {"id": _id_of(payload), "method": f"browserfleet: duplicate key {exc}"}
+            ).encode()
         except ValueError:
             return None  # Chromium answers malformed JSON itself
         if not isinstance(message, dict):
@@ -86,19 +98,43 @@ class Policy:
             url = params.get("url", "")
             if not isinstance(url, str) or not web_url(url):
                 return f"{method}: only http(s), about, data, blob and javascript URLs are allowed"
-        elif method == "DOM.setFileInputFiles":
-            files = params.get("files")
+        elif method in ("DOM.setFileInputFiles", "Page.handleFileChooser", "Input.dispatchDragEvent"):
+            data = params.get("data")
+            files = (
+                data.get("files", [])
+                if method == "Input.dispatchDragEvent" and isinstance(data, dict)
+                else None
+            )
+            files = params.get("files", []) if files is None else files
             if not isinstance(files, list) or not all(
                 isinstance(f, str) and self._uploaded(f) for f in files
             ):
-                return f"{method}: files must be uploads of this session (POST /v1/sessions/{{id}}/uploads)"
+                return f"{method}: files must be this session's uploads"
         elif method == "Extensions.loadUnpacked":
-            return (
-                f"{method}: load extensions by uploading them (POST /v1/extensions) and naming them on create"
-            )
+            return f"{method}: loading extensions from the server's disk is not allowed"
+        elif method.startswith(("PWA.", "Tethering.")):
+            return f"{method}: not available (it opens files or ports on the server)"
         return None
 
     def _uploaded(self, path: str) -> bool:
         real = os.path.realpath(path)
         root = os.path.realpath(self.uploads_dir)
         return real.startswith(root + os.sep)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(repr(key))
+        result[key] = value
+    return result
+
+
+def _id_of(payload: bytes) -> int | None:
+    match = re.search(rb'"id"\s*:\s*(\d+)', payload)
+    return int(match.group(1)) if match else None

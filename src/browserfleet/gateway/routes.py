@@ -30,14 +30,18 @@ async def connect(request: web.Request) -> web.StreamResponse:
     async def close() -> None:
         link.close()
 
-    svc.manager.attach(live.id, close)
     try:
-        try:
-            browser_side = await connect_browser(
-                link, await live.browser.connect_socket(), live.browser.ws_url
-            )
-        except (OSError, TimeoutError) as exc:
-            raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
+        await connect_browser(link, await live.browser.connect_socket(), live.browser.ws_url)
+    except (OSError, TimeoutError) as exc:
+        link.close()
+        raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
+    # Attached only once connected: a client that never got through does not count as one leaving.
+    try:
+        svc.manager.attach(live.id, close)
+    except BaseException:
+        link.close()
+        raise
+    try:
         response = web.StreamResponse(
             status=101,
             headers={
@@ -48,10 +52,10 @@ async def connect(request: web.Request) -> web.StreamResponse:
         )
         await response.prepare(request)
         # From here the connection is ours: aiohttp hands every further byte to ClientFrames.
-        link.client = request.transport
+        assert request.transport is not None
+        link.attach_client(request.transport)
         request.protocol.set_parser(ClientFrames(link))  # type: ignore[arg-type]
         request.protocol.keep_alive(False)
-        browser_side.start()
         await link.done
     finally:
         link.close()

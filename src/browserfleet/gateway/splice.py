@@ -23,7 +23,9 @@ from browserfleet.gateway.policy import Policy
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONTINUATION, OP_TEXT = 0x0, 0x1
 HIGH_WATER, LOW_WATER = 8 * 1024 * 1024, 1024 * 1024
+MAX_CLIENT_FRAME = 256 * 1024 * 1024  # commands are small; this only stops a client exhausting memory
 ZERO_MASK = b"\x00\x00\x00\x00"
+GOING_AWAY = b"\x88\x0f\x03\xe9session ended"  # server close frame: 1001, "session ended"
 
 
 class HandshakeError(OSError):
@@ -58,6 +60,17 @@ class Link:
         self._pending = bytearray()  # client bytes not yet a whole frame
         self._fragments: list[bytes] | None = None  # a fragmented text message being reassembled
         self._draining: asyncio.TimerHandle | None = None
+        self._early = bytearray()  # browser bytes that came before the client was attached
+        # Where the browser → client stream is: bytes left of the current frame's payload, or a
+        # partial frame header. Only headers are read, so a close frame can go in at a boundary.
+        self._skip = 0
+        self._header = bytearray()
+
+    def attach_client(self, transport: asyncio.Transport) -> None:
+        self.client = transport
+        if self._early:
+            self.from_browser(bytes(self._early))
+            self._early.clear()
 
     # -- client → browser -----------------------------------------------------------------------
 
@@ -85,6 +98,9 @@ class Link:
                 self.close()
                 return
             total = head + 4 + size
+            if size > MAX_CLIENT_FRAME:
+                self.close()
+                return
             if end - start < total:
                 break
             opcode, fin = b0 & 0x0F, bool(b0 & 0x80)
@@ -118,8 +134,12 @@ class Link:
 
     def from_browser(self, data: bytes) -> None:
         client = self.client
-        if client is None or client.is_closing():
+        if client is None:
+            self._early += data
             return
+        if client.is_closing():
+            return
+        self._track(data)
         client.write(data)
         if (
             client.get_write_buffer_size() > HIGH_WATER
@@ -128,6 +148,38 @@ class Link:
         ):
             self.browser.pause_reading()
             self._wait_for_client()
+
+    def _track(self, data: bytes) -> None:
+        """Advance past whole frames: header bytes are read, payloads are only counted."""
+        pos, end = 0, len(data)
+        header = self._header
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            had = len(header)
+            header += data[pos : pos + 14 - had]
+            need = 2
+            if len(header) >= 2:
+                size = header[1] & 0x7F
+                need = (4 if size == 126 else 10 if size == 127 else 2) + (4 if header[1] & 0x80 else 0)
+            if len(header) < need:
+                pos = end  # the rest of the header comes in a later chunk
+                continue
+            length = header[1] & 0x7F
+            if length == 126:
+                length = int.from_bytes(header[2:4], "big")
+            elif length == 127:
+                length = int.from_bytes(header[2:10], "big")
+            pos += need - had
+            header.clear()
+            self._skip = length
+
+    @property
+    def at_frame_boundary(self) -> bool:
+        return not self._skip and not self._header
 
     def _wait_for_client(self) -> None:
         # The client transport's protocol is aiohttp's, so its pause/resume_writing do not reach us: poll.
@@ -144,6 +196,10 @@ class Link:
     def close(self) -> None:
         if self._draining is not None:
             self._draining.cancel()
+        if self.browser is not None and not self.browser.is_closing():
+            self.browser.close()
+        if self.client is not None and not self.client.is_closing() and self.at_frame_boundary:
+            self.client.write(GOING_AWAY)  # the client learns why, as it did from Chromium's own close
         for transport in (self.browser, self.client):
             if transport is not None and not transport.is_closing():
                 transport.close()
@@ -173,7 +229,6 @@ class BrowserSide(asyncio.Protocol):
         self.key = key
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._head = bytearray()
-        self._early = b""
 
     def data_received(self, data: bytes) -> None:
         if self.ready.done():
@@ -185,7 +240,7 @@ class BrowserSide(asyncio.Protocol):
             if len(self._head) > 16384:
                 self.ready.set_exception(HandshakeError("oversized handshake answer"))
             return
-        head, self._early = bytes(self._head[:end]).decode("latin-1"), bytes(self._head[end + 4 :])
+        head, early = bytes(self._head[:end]).decode("latin-1"), bytes(self._head[end + 4 :])
         lines = head.split("\r\n")
         headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
         if not lines[0].startswith("HTTP/1.1 101") or headers.get("sec-websocket-accept") != accept_key(
@@ -194,12 +249,8 @@ class BrowserSide(asyncio.Protocol):
             self.ready.set_exception(HandshakeError(f"browser refused the upgrade: {lines[0]}"))
             return
         self.ready.set_result(None)
-
-    def start(self) -> None:
-        """Hand over bytes that came with the handshake answer."""
-        if self._early:
-            self.link.from_browser(self._early)
-            self._early = b""
+        if early:  # frames that came with the answer: held by the link until the client is attached
+            self.link.from_browser(early)
 
     def pause_writing(self) -> None:
         if self.link.client is not None:
@@ -215,7 +266,7 @@ class BrowserSide(asyncio.Protocol):
         self.link.close()
 
 
-async def connect_browser(link: Link, sock: Any, ws_url: str) -> BrowserSide:
+async def connect_browser(link: Link, sock: Any, ws_url: str) -> None:
     """Open the browser leg over a connected socket: the WebSocket handshake, no extensions."""
     host_port, _, path = ws_url.removeprefix("ws://").partition("/")
     key = base64.b64encode(os.urandom(16)).decode()
@@ -231,4 +282,3 @@ async def connect_browser(link: Link, sock: Any, ws_url: str) -> BrowserSide:
     except BaseException:
         transport.close()
         raise
-    return side

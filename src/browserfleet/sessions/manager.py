@@ -65,6 +65,7 @@ class SessionManager:
         self._pending: dict[str, int] = {}
         self._admission = asyncio.Lock()
         self._endings: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     # -- start-up and shutdown -------------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class SessionManager:
         return killed
 
     async def shutdown(self) -> None:
+        self._stopping = True  # creates still launching end their own browsers (see _start)
         for live in list(self.live.values()):
             self._end_soon(live, ERROR, "server stopped")
         while self._endings:
@@ -99,6 +101,8 @@ class SessionManager:
 
     async def create(self, project: Project, spec: SessionSpec) -> Session:
         async with self._admission:
+            if self._stopping:
+                raise Unavailable("The server is shutting down")
             if self._in_use(project.id) >= project.concurrency:
                 raise ConcurrencyLimited(project.concurrency, self.usage(project)[1])
             self._pending[project.id] = self._pending.get(project.id, 0) + 1
@@ -115,6 +119,9 @@ class SessionManager:
         except LaunchError as exc:
             log.error("browser launch failed: %s", exc)
             raise Unavailable(f"The browser could not be started: {exc}") from exc
+        if self._stopping:
+            await self.runner.release(browser)
+            raise Unavailable("The server is shutting down")
         started = utcnow()
         timeout = spec.timeout or project.default_timeout
         row = Session(

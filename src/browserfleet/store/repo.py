@@ -81,14 +81,18 @@ class Store:
         async with self._sessions() as s:
             return (await s.scalars(query)).all()
 
-    async def revoke_key(self, prefix: str, when: datetime) -> int:
+    async def revoke_key(self, key_hash: str, when: datetime) -> bool:
         async with self._sessions.begin() as s:
             result = await s.execute(
                 update(ApiKey)
-                .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+                .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
                 .values(revoked_at=when)
             )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def keys_with_prefix(self, prefix: str) -> Sequence[ApiKey]:
+        async with self._sessions() as s:
+            return (await s.scalars(select(ApiKey).where(ApiKey.prefix == prefix))).all()
 
     # -- sessions --------------------------------------------------------------------------------
 
