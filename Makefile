@@ -10,17 +10,21 @@ APT_PKGS  := chromium chromium-driver
 NETNS     := unshare --net sh -c 'ip link set lo up && exec "$$0" "$$@"'
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck check deps system-deps node-deps clean
+.PHONY: run test bench lint typecheck check deps system-deps node-deps clean
 
 run: deps
 	$(VENV)/bin/browserfleet serve
 
-test: deps node-deps
+test: deps node-deps lint typecheck
 	$(NETNS) $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Benchmarks (bench/README.md): side by side with direct Chromium, results in bench/RESULTS.md.
+bench: deps
+	$(NETNS) $(PY) -m bench
+
 lint: deps
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 typecheck: deps
 	$(VENV)/bin/mypy

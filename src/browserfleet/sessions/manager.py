@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from browserfleet.browsers.launcher import Browser, LaunchError
-from browserfleet.cluster.local import LocalRunner
+from browserfleet.cluster.runner import Runner
 from browserfleet.sessions import query
 from browserfleet.sessions.errors import ConcurrencyLimited, Gone, NotFound, Unavailable
 from browserfleet.store.models import Project, Session
@@ -58,7 +58,7 @@ class LiveSession:
 
 
 class SessionManager:
-    def __init__(self, store: Store, runner: LocalRunner) -> None:
+    def __init__(self, store: Store, runner: Runner) -> None:
         self.store = store
         self.runner = runner
         self.live: dict[str, LiveSession] = {}
