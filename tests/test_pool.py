@@ -45,7 +45,7 @@ def test_a_browser_is_never_handed_to_two_sessions(server: Server) -> None:
     # Released browsers are gone for good, never back in the pool.
     later = bb.sessions.create()
     assert session_browser(server, later.id)[1] not in {profile for _, profile in browsers}
-    assert not [profile for _, profile in browsers if profile.exists()]
+    wait_for(lambda: not [profile for _, profile in browsers if profile.exists()])
     bb.sessions.update(later.id, status="REQUEST_RELEASE")
 
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 2.0  # seconds before the refiller tries again after a failed launch
 MEMORY_CHECK_INTERVAL = 5.0  # seconds between memory checks while the pool is full
+REFILL_DELAY = 0.1  # seconds between handing out a browser and starting its replacement
 
 
 class WarmPool:
@@ -50,11 +51,16 @@ class WarmPool:
         while self._ready:
             browser = self._ready.popleft()
             if browser.alive:
-                self._wake()
+                self._wake_soon()
                 return browser
             self._discard(browser)
         self._wake()
         return None
+
+    def _wake_soon(self) -> None:
+        # A launch keeps both cores busy for ~0.5 s: let the create that just took a browser answer
+        # first, rather than slow it down with the replacement's start-up.
+        asyncio.get_running_loop().call_later(REFILL_DELAY, self._wake)
 
     def _short_of_memory(self) -> bool:
         return bool(psutil.virtual_memory().available < self.min_free_bytes)

@@ -155,7 +155,7 @@ class SessionManager:
         return row
 
     async def _watch_browser(self, live: LiveSession) -> None:
-        code = await live.browser.exited
+        code = await asyncio.shield(live.browser.exited)  # cancelling the watcher must not cancel the wait
         if self.live.get(live.id) is live:
             # A client's Browser.close exits cleanly; anything else is a crash or a kill.
             status, reason = (
@@ -187,7 +187,10 @@ class SessionManager:
         return row
 
     def _end_soon(self, live: LiveSession, status: str, reason: str) -> None:
-        task = asyncio.create_task(self.end(live, status, reason), name=f"session-{live.id}-end")
+        self._track(asyncio.create_task(self.end(live, status, reason), name=f"session-{live.id}-end"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Background work that shutdown must wait for."""
         self._endings.add(task)
         task.add_done_callback(self._endings.discard)
 
@@ -203,9 +206,11 @@ class SessionManager:
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
-        await self.runner.release(live.browser)
         if live.watcher is not None and live.watcher is not asyncio.current_task():
             live.watcher.cancel()
+        # The session has ended (stored, clients closed, slot free); killing and reaping the browser
+        # tree and removing its profile take ~0.3 s more, which no caller needs to wait for.
+        self._track(asyncio.create_task(self.runner.release(live.browser), name=f"session-{live.id}-release"))
 
     # -- clients (called by the gateway) ---------------------------------------------------------
 

@@ -79,7 +79,7 @@ class Session(Base):
 
     __table_args__ = (
         Index("ix_sessions_project_created", "project_id", "created_at"),
-        Index("ix_sessions_project_status", "project_id", "status"),
+        Index("ix_sessions_project_status_created", "project_id", "status", "created_at"),
     )
 
 

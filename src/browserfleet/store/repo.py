@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import defer
 
 from browserfleet.store import db
 from browserfleet.store.models import ApiKey, MetadataLeaf, Project, ServerSecret, Session, metadata_leaves
@@ -132,24 +133,29 @@ class Store:
         status: str | None = None,
         metadata: tuple[tuple[str, ...], str] | None = None,
     ) -> Sequence[Session]:
-        query = select(Session).where(Session.project_id == project_id)
+        if metadata:
+            keys, value = metadata
+            # Driven from the indexed leaves, which carry the project: with the sessions' own project
+            # index in play, SQLite preferred walking every session of the project in created_at order.
+            query = (
+                select(Session)
+                .join(MetadataLeaf, MetadataLeaf.session_id == Session.id)
+                .where(
+                    MetadataLeaf.project_id == project_id,
+                    MetadataLeaf.path == json.dumps(list(keys), ensure_ascii=False),
+                    MetadataLeaf.value == value,
+                )
+            )
+        else:
+            query = select(Session).where(Session.project_id == project_id)
         if status:
             query = query.where(Session.status == status)
-        if metadata:
-            query = query.where(self._metadata_equals(project_id, *metadata))
-        query = query.order_by(Session.created_at.desc())
+        # Lists never show the create body or where the browser ran: skip loading them.
+        query = query.order_by(Session.created_at.desc()).options(
+            defer(Session.create_params), defer(Session.browser_profile), defer(Session.end_reason)
+        )
         async with self._sessions() as s:
             return (await s.scalars(query)).all()
-
-    @staticmethod
-    def _metadata_equals(project_id: str, keys: tuple[str, ...], value: str) -> ColumnElement[bool]:
-        """user_metadata at `keys` is the string `value` (a number or object there never matches)."""
-        leaves = select(MetadataLeaf.session_id).where(
-            MetadataLeaf.project_id == project_id,
-            MetadataLeaf.path == json.dumps(list(keys), ensure_ascii=False),
-            MetadataLeaf.value == value,
-        )
-        return Session.id.in_(leaves)
 
     async def live_sessions(self) -> Sequence[Session]:
         """Sessions not ended: after a restart these are the ones whose browsers must be reaped."""
