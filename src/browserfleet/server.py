@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 
+import uvloop
 from aiohttp import web
 from rich.console import Console
 
@@ -79,7 +79,9 @@ def serve(settings: Settings) -> None:
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    loop = asyncio.new_event_loop()
+    # uvloop: the relay is a socket-to-socket copy, and libuv's loop halves its per-message cost
+    # (bench/RESULTS.md, gateway overhead).
+    loop = uvloop.new_event_loop()
     app = loop.run_until_complete(build_app(settings, console))
     console.print(f"browserfleet listening on http://{settings.host}:{settings.port}")
     web.run_app(app, host=settings.host, port=settings.port, loop=loop, print=None, access_log=None)
