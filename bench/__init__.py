@@ -1,0 +1,1 @@
+"""Benchmarks of browserfleet against a direct Chromium: `python -m bench` runs them all."""
