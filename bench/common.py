@@ -337,6 +337,8 @@ class Server:
             "BROWSERFLEET_DATA_DIR": str(self.data_dir),
             "BROWSERFLEET_API_KEY": self.api_key,
             "BROWSERFLEET_CHROMIUM_ARGS": RESOLVER_RULES,
+            # The benchmark pages are served on 127.0.0.1, which pages may not reach by default.
+            "BROWSERFLEET_ALLOW_LOOPBACK": "true",
             **self.env,
         }
 

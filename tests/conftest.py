@@ -78,6 +78,8 @@ class Server:
             "BROWSERFLEET_CHROMIUM_ARGS": RESOLVER_RULES,
             "BROWSERFLEET_CONCURRENCY": "25",
             "BROWSERFLEET_POOL_SIZE": "2",
+            # The suite's pages are served on 127.0.0.1, which pages may not reach by default.
+            "BROWSERFLEET_ALLOW_LOOPBACK": "true",
             **self.env,
         }
 

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     pool_size: int = Field(default_factory=lambda: default_pool_size(), ge=0)
     max_parallel_launches: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)
     pool_min_free_mb: int = Field(default=1024, ge=0)
+    # Whether isolated browsers' pages may reach services on this host's loopback (127.0.0.1, ::1).
+    allow_loopback: bool = False
     # How long a launched browser may take to open its debugging endpoint.
     launch_timeout: float = 30.0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from urllib.parse import urlsplit
@@ -23,7 +24,10 @@ MAX_HEAD = 64 * 1024
 
 
 class EgressProxy:
-    def __init__(self) -> None:
+    def __init__(self, allow_loopback: bool = False) -> None:
+        # The server's own loopback (its API, databases, other local services) is off limits to pages
+        # unless the operator allows it (the test suite does: its pages are served on 127.0.0.1).
+        self.allow_loopback = allow_loopback
         self.bytes = 0  # through the proxy in both directions (proxyBytes, later)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,8 +88,20 @@ class EgressProxy:
         self, writer: asyncio.StreamWriter, host: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         try:
-            return await asyncio.wait_for(asyncio.open_connection(host, port), timeout=30)
-        except (OSError, TimeoutError):
+            # Resolve once and connect to that very address, so the check below is the one that counts
+            # (a name that resolves differently on a second lookup cannot slip through).
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            ip = str(infos[0][4][0])
+            if not self.allow_loopback and _this_host(ip):
+                body = b"browserfleet: pages may not reach the server's own loopback services\n"
+                writer.write(
+                    b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                return None
+            return await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=30)
+        except (OSError, TimeoutError, IndexError, ValueError):
             writer.write(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
             return None
 
@@ -117,3 +133,11 @@ class EgressProxy:
             to_client.cancel()
             await asyncio.gather(to_upstream, to_client, return_exceptions=True)
             upstream_w.close()
+
+
+def _this_host(ip: str) -> bool:
+    """Loopback, or an address that reaches it (0.0.0.0, ::, ::ffff:127.x)."""
+    address = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified

@@ -143,8 +143,15 @@ def _environment(profile: Path, shared_cache: Path) -> dict[str, str]:
 
 class Launcher:
     def __init__(
-        self, executable: str, extra_args: list[str], profiles_root: Path, timeout: float, isolate: bool
+        self,
+        executable: str,
+        extra_args: list[str],
+        profiles_root: Path,
+        timeout: float,
+        isolate: bool,
+        allow_loopback: bool = False,
     ) -> None:
+        self.allow_loopback = allow_loopback
         self.executable = executable
         self.extra_args = extra_args
         self.profiles_root = profiles_root
@@ -183,7 +190,7 @@ class Launcher:
         try:
             if self.isolate:
                 browser.netns_fd = netns.open_of(proc.pid)
-                browser.egress = EgressProxy()
+                browser.egress = EgressProxy(allow_loopback=self.allow_loopback)
                 await browser.egress.start_in(browser.netns_fd)
             browser.ws_url, browser.port = await asyncio.wait_for(
                 _read_endpoint(proc.stderr, tail), self.timeout
