@@ -135,17 +135,26 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
+def chromium_temp_dirs() -> set[Path]:
+    temp = Path(tempfile.gettempdir())
+    return set(temp.glob("org.chromium.Chromium.*")) | set(temp.glob("bf-chromium-*"))
+
+
 @pytest.fixture(scope="session")
 def suite_root() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="browserfleet-suite-"))
+    temp_before = chromium_temp_dirs()
     yield root
     leftovers = browsers_under(root)
     for proc in leftovers:
         proc.kill()
     profiles = [p for p in root.glob("*/profiles/*")]
+    # Chromium's own temp dirs (its singleton socket) must stay in the profile, not pile up in /tmp.
+    new_temp = chromium_temp_dirs() - temp_before
     shutil.rmtree(root, ignore_errors=True)
     assert not leftovers, f"browser processes left after the suite: {[p.pid for p in leftovers]}"
     assert not profiles, f"profiles left after the suite: {profiles}"
+    assert not new_temp, f"Chromium temp dirs left in {tempfile.gettempdir()}: {sorted(new_temp)[:5]}"
 
 
 @pytest.fixture(scope="session")

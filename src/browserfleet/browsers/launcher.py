@@ -27,6 +27,17 @@ log = logging.getLogger(__name__)
 
 _LISTENING = re.compile(rb"DevTools listening on (ws://127\.0\.0\.1:(\d+)/devtools/browser/[\w-]+)")
 PROFILE_PREFIX = "browser-"
+TMP_PREFIX = "bf-chromium-"
+
+
+def remove_profile(profile: Path) -> None:
+    """Delete a profile and the short temp dir its `tmp` link points to."""
+    link = profile / "tmp"
+    if link.is_symlink():
+        target = Path(os.readlink(link))
+        if target.parent == Path(tempfile.gettempdir()) and target.name.startswith(TMP_PREFIX):
+            shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 class LaunchError(RuntimeError):
@@ -114,7 +125,7 @@ class Browser:
         if self.netns_fd is not None:
             os.close(self.netns_fd)
             self.netns_fd = None
-        await asyncio.to_thread(shutil.rmtree, self.profile_dir, True)
+        await asyncio.to_thread(remove_profile, self.profile_dir)
 
 
 # Browser pids asyncio's child watcher waits for: reaping them here would steal their exit codes.
@@ -133,8 +144,12 @@ def _environment(profile: Path, shared_cache: Path) -> dict[str, str]:
     # the profile, so they go with it, and so its crash handlers' command lines name the profile.
     # XDG_CACHE_HOME holds fontconfig's cache, which costs ~250 ms a launch to rebuild: share it.
     # (With --user-data-dir, Chromium keeps its HTTP cache inside the profile, not here.)
+    # TMPDIR too: Chromium keeps its process-singleton socket in a temp dir it cannot remove when killed
+    # (thousands of /tmp/org.chromium.Chromium.* were left behind before this). The socket's path must
+    # fit in 108 bytes, so the dir is a short one in the system temp dir, linked from the profile.
     return {
         **os.environ,
+        "TMPDIR": str((profile / "tmp").readlink()),
         "HOME": str(profile / "home"),
         "XDG_CONFIG_HOME": str(profile / "xdg-config"),
         "XDG_CACHE_HOME": str(shared_cache),
@@ -165,6 +180,7 @@ class Launcher:
         profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX, dir=self.profiles_root))
         for sub in ("home", "downloads", "uploads"):
             (profile / sub).mkdir()
+        (profile / "tmp").symlink_to(tempfile.mkdtemp(prefix=TMP_PREFIX))
         started = time.perf_counter()
         extra = [*flags.EGRESS_FLAGS, *self.extra_args] if self.isolate else self.extra_args
         try:
@@ -178,7 +194,7 @@ class Launcher:
                 preexec_fn=netns.enter_new if self.isolate else None,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            shutil.rmtree(profile, ignore_errors=True)
+            remove_profile(profile)
             raise LaunchError(f"cannot start {self.executable}: {exc}") from exc
         assert proc.stderr is not None
         tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -217,7 +233,7 @@ class Launcher:
                 killed.update(process.kill_tree(proc.pid))
         process.reap_adopted(keep=_watched)
         for path in self.profiles_root.glob(PROFILE_PREFIX + "*"):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_profile(path)
         return len(killed)
 
 
