@@ -104,27 +104,26 @@ class Link:
             if end - start < total:
                 break
             opcode, fin = b0 & 0x0F, bool(b0 & 0x80)
-            if opcode == OP_TEXT and fin and self._fragments is None:
-                payload = apply_mask(
-                    bytes(buf[start + head + 4 : start + total]), bytes(buf[start + head : start + head + 4])
-                )
+            text = opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._fragments is not None)
+            if not text:  # binary, control frames, and fragments of binary messages pass as they are
+                out.append(bytes(buf[start : start + total]))
+                start += total
+                continue
+            mask = bytes(buf[start + head : start + head + 4])
+            payload = apply_mask(bytes(buf[start + head + 4 : start + total]), mask)
+            if fin and self._fragments is None:
                 replaced = self.policy.apply(payload)
                 out.append(
                     bytes(buf[start : start + total]) if replaced is None else frame(OP_TEXT, replaced)
                 )
-            elif opcode in (OP_TEXT, OP_CONTINUATION) and (opcode == OP_TEXT or self._fragments is not None):
+            else:
                 # Fragmented text: reassemble, so the policy sees the whole message.
-                payload = apply_mask(
-                    bytes(buf[start + head + 4 : start + total]), bytes(buf[start + head : start + head + 4])
-                )
                 self._fragments = [*(self._fragments or []), payload]
                 if fin:
                     message = b"".join(self._fragments)
                     self._fragments = None
                     replaced = self.policy.apply(message)
                     out.append(frame(OP_TEXT, message if replaced is None else replaced))
-            else:  # binary, control frames, and fragments of binary messages pass as they are
-                out.append(bytes(buf[start : start + total]))
             start += total
         del buf[:start]
         if out and self.browser is not None:
