@@ -80,6 +80,7 @@ class Server:
             "BROWSERFLEET_POOL_SIZE": "2",
             # The suite's pages are served on 127.0.0.1, which pages may not reach by default.
             "BROWSERFLEET_ALLOW_LOOPBACK": "true",
+            "BROWSERFLEET_SAMPLE_INTERVAL": "1",
             **self.env,
         }
 

@@ -41,12 +41,12 @@ def session_page(server: Server, playwright: Any) -> Any:
     browser = playwright.chromium.connect_over_cdp(session.connect_url)
     _, profile = session_browser(server, session.id)
     page = browser.contexts[0].pages[0]
-    yield page, browser, profile
+    yield page, browser, profile, server.data_dir / "sessions" / session.id
     browser.close()
 
 
 def test_host_files_cannot_be_opened(session_page: Any) -> None:
-    page, browser, _ = session_page
+    page, browser, _, _ = session_page
     with pytest.raises(PlaywrightError, match=r"browserfleet: Page\.navigate"):
         page.goto("file:///etc/hostname")
     cdp = browser.new_browser_cdp_session()
@@ -68,7 +68,7 @@ def test_host_files_cannot_be_opened(session_page: Any) -> None:
 
 def test_pages_cannot_navigate_themselves_to_host_files(session_page: Any, site: str) -> None:
     """Renderer-initiated navigations to file: are Chromium's to refuse; check it does."""
-    page, browser, _ = session_page
+    page, browser, _, _ = session_page
     page.goto(f"{site}/index.html")
     page.evaluate("window.open('file:///etc/hostname'); location.href = 'file:///etc/hostname'")
     page.wait_for_timeout(500)
@@ -77,23 +77,30 @@ def test_pages_cannot_navigate_themselves_to_host_files(session_page: Any, site:
 
 
 def test_file_inputs_take_only_the_sessions_uploads(session_page: Any) -> None:
-    page, _, profile = session_page
+    page, _, profile, artifacts = session_page
     page.set_content("<input type=file id=f>")
     cdp = page.context.new_cdp_session(page)
     node = cdp.send(
         "DOM.querySelector", {"nodeId": cdp.send("DOM.getDocument")["root"]["nodeId"], "selector": "#f"}
     )
-    for path in ("/etc/passwd", str(profile / "uploads" / ".." / "user-data" / "Local State")):
+    escapes = (
+        "/etc/passwd",
+        str(artifacts / "uploads" / ".." / "logs" / "cdp.jsonl"),
+        str(profile / "user-data" / "Local State"),
+        "/tmp/.uploads/../../etc/passwd",
+    )
+    for path in escapes:
         with pytest.raises(PlaywrightError, match=r"browserfleet: DOM\.setFileInputFiles"):
             cdp.send("DOM.setFileInputFiles", {"nodeId": node["nodeId"], "files": [path]})
-    upload = profile / "uploads" / "notes.txt"
+    upload = artifacts / "uploads" / "notes.txt"
+    upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_text("mine")
     cdp.send("DOM.setFileInputFiles", {"nodeId": node["nodeId"], "files": [str(upload)]})
     assert page.evaluate("document.getElementById('f').files[0].name") == "notes.txt"
 
 
 def test_download_path_is_always_the_sessions_own(session_page: Any, site: str, tmp_path: Path) -> None:
-    page, browser, profile = session_page
+    page, browser, _, artifacts = session_page
     elsewhere = tmp_path / "chosen-by-client"
     cdp = browser.new_browser_cdp_session()
     cdp.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(elsewhere)})
@@ -101,9 +108,9 @@ def test_download_path_is_always_the_sessions_own(session_page: Any, site: str, 
     page.click("#dl")
 
     def finished() -> list[str]:
-        # Chromium writes to a temporary name first and renames when done.
-        done = [p for p in (profile / "downloads").iterdir() if not p.name.endswith(".crdownload")]
-        return [p.read_text() for p in done]
+        # Once complete, a download is moved out of the browser's profile into the session's artifacts.
+        folder = artifacts / "downloads"
+        return [p.read_text() for p in folder.iterdir()] if folder.exists() else []
 
     wait_for(lambda: finished() == ["secret-ish bytes\n"])
     assert not elsewhere.exists()
@@ -158,7 +165,7 @@ def test_escapes_and_duplicate_keys_do_not_slip_past(server: Server) -> None:
 
 
 def test_drag_and_drop_cannot_carry_host_files(session_page: Any) -> None:
-    page, _, _ = session_page
+    page, _, _, _ = session_page
     cdp = page.context.new_cdp_session(page)
     drag = {
         "type": "drop",

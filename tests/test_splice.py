@@ -29,6 +29,9 @@ class Sink:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
 
 def client_frame(payload: bytes, opcode: int = 1, fin: bool = True) -> bytes:
     mask = os.urandom(4)
@@ -105,3 +108,60 @@ def test_download_path_is_rewritten_in_the_byte_stream(tmp_path: Path) -> None:
 def test_an_unmasked_client_frame_ends_the_link(tmp_path: Path) -> None:
     got, link = run([b"\x81\x02hi"], tmp_path)
     assert got == [] and link.done.done()
+
+
+def server_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """An unmasked frame, as Chromium sends them."""
+    size = len(payload)
+    head = bytes([0x80 | opcode])
+    if size < 126:
+        head += bytes([size])
+    elif size < 1 << 16:
+        head += bytes([126]) + size.to_bytes(2, "big")
+    else:
+        head += bytes([127]) + size.to_bytes(8, "big")
+    return head + payload
+
+
+def test_the_cdp_log_pairs_commands_and_answers_split_anywhere(tmp_path: Path) -> None:
+    from browserfleet.artifacts import cdplog
+
+    command = json.dumps({"id": 7, "method": "Page.navigate", "params": {"url": "http://a.test/"}}).encode()
+    answer = json.dumps({"id": 7, "result": {"frameId": "F1", "loaderId": "L1"}}).encode()
+    event = json.dumps({"method": "Page.frameNavigated", "params": {"frame": {"id": "F1"}}}).encode()
+    noise = json.dumps({"method": "Network.dataReceived", "params": {"pad": "n" * 300}}).encode()
+    big_command = json.dumps({"id": 8, "method": "Page.captureScreenshot", "params": {}}).encode()
+    big = json.dumps({"id": 8, "result": {"data": "z" * 100_000}}).encode()
+    stream = (
+        server_frame(answer)
+        + server_frame(b"", opcode=9)
+        + server_frame(noise)
+        + server_frame(event)
+        + server_frame(big)
+        + server_frame(b"\x00\x01", opcode=2)
+    )
+
+    async def go(step: int) -> list[dict[str, Any]]:
+        log = cdplog.CdpLog("s-1", tmp_path / f"log-{step}.jsonl", lambda _target: None)
+        link = Link(Policy(tmp_path / "downloads", tmp_path / "uploads"), log.tap())
+        client, browser = Sink(), Sink()
+        link.browser, link.client = browser, client  # type: ignore[assignment]
+        link.from_client(client_frame(command) + client_frame(big_command))
+        for i in range(0, len(stream), step):
+            link.from_browser(stream[i : i + step])
+        assert bytes(client.data) == stream  # the client gets every byte as it was
+        await log.close()
+        return list(cdplog.read(log.path))
+
+    for step in (1, 5, 999, len(stream)):
+        with ThreadPoolExecutor(1) as thread:
+            entries = thread.submit(asyncio.run, go(step)).result()
+        by_method = {entry["method"]: entry for entry in entries}
+        assert set(by_method) == {"Page.navigate", "Page.frameNavigated", "Page.captureScreenshot"}, step
+        navigate = by_method["Page.navigate"]
+        assert navigate["request"]["params"] == {"url": "http://a.test/"}
+        assert navigate["response"]["result"] == {"frameId": "F1", "loaderId": "L1"}
+        assert navigate["frameId"] == "F1" and navigate["loaderId"] == "L1" and navigate["pageId"] == 0
+        shot = by_method["Page.captureScreenshot"]["response"]
+        assert shot["result"] == {"truncated": True, "size": len(big)}
+        assert len(shot["rawBody"].encode()) < cdplog.BODY_LIMIT + 100

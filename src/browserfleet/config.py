@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     allow_loopback: bool = False
     # How long a launched browser may take to open its debugging endpoint.
     launch_timeout: float = 30.0
+    # Seconds between CPU/memory samples of each session's browser.
+    sample_interval: float = Field(default=5.0, gt=0)
+    # Largest file `POST /v1/sessions/{id}/uploads` accepts.
+    max_upload_mb: int = Field(default=100, ge=1)
 
     @field_validator("public_url")
     @classmethod
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'browserfleet.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir.resolve() / "sessions"
 
     @property
     def profiles_dir(self) -> Path:

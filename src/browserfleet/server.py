@@ -10,17 +10,23 @@ from aiohttp import web
 from rich.console import Console
 
 from browserfleet.api import errors
+from browserfleet.api import files as file_routes
 from browserfleet.api import projects as project_routes
+from browserfleet.api import replays as replay_routes
 from browserfleet.api import sessions as session_routes
+from browserfleet.artifacts.layout import ArtifactRoot
+from browserfleet.artifacts.recordings import Recordings
+from browserfleet.artifacts.service import Artifacts
 from browserfleet.bootstrap import bootstrap
 from browserfleet.browsers import netns, process
 from browserfleet.browsers.launcher import Launcher
 from browserfleet.cluster.local import LocalRunner
 from browserfleet.config import Settings
+from browserfleet.gateway import debug as debug_routes
 from browserfleet.gateway import routes as gateway_routes
 from browserfleet.services import SERVICES, Services
 from browserfleet.sessions.manager import SessionManager
-from browserfleet.sessions.tokens import SigningKeys
+from browserfleet.sessions.tokens import SigningKeys, ViewTokens
 from browserfleet.store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -46,20 +52,38 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         launcher, settings.pool_size, settings.max_parallel_launches, settings.pool_min_free_mb
     )
     manager = SessionManager(store, runner)
+    artifact_root = ArtifactRoot(settings.artifacts_dir)
+    recordings = Recordings(artifact_root, store)
+    artifacts = Artifacts(artifact_root, store, recordings, settings.sample_interval)
+    manager.observers.append(artifacts)
     reaped = await manager.reconcile()  # before the pool starts: it kills every browser of this data dir
+    await recordings.resume()  # tabs whose video a stopped server had not finished
     runner.start()
     secret = await store.secret("signing-keys", lambda: secrets.token_urlsafe(48))
-    services = Services(settings, store, manager, SigningKeys(secret))
+    services = Services(
+        settings,
+        store,
+        manager,
+        SigningKeys(secret),
+        ViewTokens(secret),
+        artifacts,
+        ViewTokens(secret, purpose="media"),
+    )
 
+    # Bodies beyond 1 MiB are only for uploads, which read their own stream with their own limit.
     app = web.Application(middlewares=[errors.error_middleware], client_max_size=1024**2)
     app[SERVICES] = services
     app.add_routes(session_routes.routes)
     app.add_routes(project_routes.routes)
+    app.add_routes(file_routes.routes)
+    app.add_routes(replay_routes.routes)
     app.add_routes(gateway_routes.routes)
+    app.add_routes(debug_routes.routes)
 
     async def end_sessions(_app: web.Application) -> None:
         await manager.shutdown()
         await runner.close()
+        await artifacts.close()
 
     async def close_store(_app: web.Application) -> None:
         await store.close()

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from browserfleet.artifacts.service import Artifacts
 from browserfleet.config import Settings
 from browserfleet.sessions.manager import SessionManager
-from browserfleet.sessions.tokens import SigningKeys
+from browserfleet.sessions.tokens import SigningKeys, ViewTokens
 from browserfleet.store.repo import Store
 
 
@@ -18,6 +19,9 @@ class Services:
     store: Store
     manager: SessionManager
     signing_keys: SigningKeys
+    view_tokens: ViewTokens  # live view and DevTools URLs
+    artifacts: Artifacts
+    media_tokens: ViewTokens  # replay segments and MP4 exports
 
     def public_base(self, request: web.Request) -> str:
         """http(s)://host[:port][/prefix] as clients reach this server."""

@@ -76,26 +76,34 @@ class Browser:
             raise
         return sock
 
-    async def _read_version(self) -> None:
-        """GET /json/version (Chromium keeps the connection open, so read by Content-Length)."""
-        reader, writer = await asyncio.open_connection(sock=await self.connect_socket())
+    async def http_get(self, path: str, limit: int = 32 * 1024 * 1024) -> tuple[int, str, bytes]:
+        """GET a path of the debugging port's HTTP server: (status, content type, body).
+
+        Chromium keeps the connection open, so the body is read by Content-Length.
+        """
+        reader, writer = await asyncio.open_connection(sock=await self.connect_socket(), limit=1 << 20)
         try:
-            writer.write(b"GET /json/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
+            status = re.match(rb"HTTP/1\.1 (\d{3})", head)
             length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            if length is None:
-                raise LaunchError(f"unexpected /json/version answer: {head[:200]!r}")
-            self.version = json.loads(await reader.readexactly(int(length.group(1))))
+            kind = re.search(rb"(?im)^content-type:\s*([^\r\n]*)", head)
+            if status is None or length is None or int(length.group(1)) > limit:
+                raise LaunchError(f"unexpected answer to GET {path}: {head[:200]!r}")
+            body = await reader.readexactly(int(length.group(1)))
+            return int(status.group(1)), (kind.group(1).decode().strip() if kind else ""), body
         finally:
             writer.close()
+
+    async def _read_version(self) -> None:
+        status, _kind, body = await self.http_get("/json/version")
+        if status != 200:
+            raise LaunchError(f"/json/version answered {status}")
+        self.version = json.loads(body)
 
     @property
     def downloads_dir(self) -> Path:
         return self.profile_dir / "downloads"
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.profile_dir / "uploads"
 
     @property
     def exited(self) -> asyncio.Task[int]:
@@ -178,7 +186,7 @@ class Launcher:
 
     async def launch(self) -> Browser:
         profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX, dir=self.profiles_root))
-        for sub in ("home", "downloads", "uploads"):
+        for sub in ("home", "downloads"):
             (profile / sub).mkdir()
         (profile / "tmp").symlink_to(tempfile.mkdtemp(prefix=TMP_PREFIX))
         started = time.perf_counter()

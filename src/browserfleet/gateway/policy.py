@@ -7,7 +7,8 @@ reach the host's files; everything else passes without being parsed.
 - Navigation (`Page.navigate`, `Target.createTarget`, `Network.loadNetworkResource`) only to web
   schemes: `file:` and friends would read the host's disk.
 - `DOM.setFileInputFiles`, `Page.handleFileChooser`, `Input.dispatchDragEvent` only with files under
-  the session's uploads directory.
+  the session's uploads directory; `/tmp/.uploads/<name>` (Browserbase's path for uploaded files) is
+  rewritten to it.
 - `Browser/Page.setDownloadBehavior`: the download path is always the session's own directory,
   whatever the client asked (Playwright and Stagehand send relative or client-side paths).
 - `Extensions.loadUnpacked` is refused: it would load any directory on the host as an extension;
@@ -36,6 +37,8 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 WEB_SCHEMES = frozenset({"http", "https", "about", "data", "blob", "javascript"})
 # What URL parsers drop before reading a scheme: leading C0 controls and spaces, and tabs/newlines anywhere.
 _IGNORED = re.compile(r"^[\x00-\x20]+|[\t\n\r]")
+UPLOADS_ALIAS = "/tmp/.uploads/"  # where Browserbase documents uploaded files; each session has its own
+FILE_METHODS = ("DOM.setFileInputFiles", "Page.handleFileChooser", "Input.dispatchDragEvent")
 
 
 def web_url(url: str) -> bool:
@@ -81,6 +84,7 @@ class Policy:
         if not isinstance(params, dict):
             params = {}
         method = str(message.get("method"))
+        rewritten = method in FILE_METHODS and self._resolve_aliases(method, params)
         refusal = self._refusal(method, params)
         if refusal is not None:
             message["method"] = f"browserfleet: {refusal}"
@@ -91,14 +95,30 @@ class Policy:
                 params["downloadPath"] = str(self.downloads_dir)
                 message["params"] = params
                 return json.dumps(message).encode()
+        if rewritten:
+            message["params"] = params
+            return json.dumps(message).encode()
         return None
+
+    def _resolve_aliases(self, method: str, params: dict[str, Any]) -> bool:
+        """Turn `/tmp/.uploads/<name>` into this session's upload; True if any path changed."""
+        holder = params.get("data") if method == "Input.dispatchDragEvent" else params
+        files = holder.get("files") if isinstance(holder, dict) else None
+        if not isinstance(files, list):
+            return False
+        changed = False
+        for i, path in enumerate(files):
+            if isinstance(path, str) and path.startswith(UPLOADS_ALIAS):
+                files[i] = str(self.uploads_dir / path.removeprefix(UPLOADS_ALIAS))
+                changed = True
+        return changed
 
     def _refusal(self, method: str, params: dict[str, Any]) -> str | None:
         if method in ("Page.navigate", "Target.createTarget", "Network.loadNetworkResource"):
             url = params.get("url", "")
             if not isinstance(url, str) or not web_url(url):
                 return f"{method}: only http(s), about, data, blob and javascript URLs are allowed"
-        elif method in ("DOM.setFileInputFiles", "Page.handleFileChooser", "Input.dispatchDragEvent"):
+        elif method in FILE_METHODS:
             data = params.get("data")
             files = (
                 data.get("files", [])

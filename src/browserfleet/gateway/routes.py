@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import web
 
 from browserfleet.api.errors import ApiError
+from browserfleet.artifacts.cdplog import LinkTap
 from browserfleet.gateway import credentials
 from browserfleet.gateway.policy import Policy
 from browserfleet.gateway.splice import ClientFrames, Link, accept_key, connect_browser
-from browserfleet.services import SERVICES
+from browserfleet.services import SERVICES, Services
+from browserfleet.sessions.manager import LiveSession
 
 routes = web.RouteTableDef()
+CAPTURE_WAIT = 5.0  # seconds a first connect waits for the session's capture to be set up
 
 
 def _ws_base(request: web.Request) -> str:
@@ -23,21 +28,35 @@ def _ws_base(request: web.Request) -> str:
 @routes.get("/")
 async def connect(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    key = _websocket_key(request)
+    key = websocket_key(request)
     live = await credentials.session_for_connect(svc, request)
-    link = Link(Policy(live.browser.downloads_dir, live.browser.uploads_dir))
+    return await relay(request, key, live, live.browser.ws_url, counted=True)
+
+
+async def relay(
+    request: web.Request,
+    key: str,
+    live: LiveSession,
+    browser_url: str,
+    counted: bool,
+    target_id: str | None = None,
+) -> web.StreamResponse:
+    """Splice the client to `browser_url` on the session's browser. A counted client keeps the session
+    alive (its leaving may end it); an uncounted one (DevTools) is only closed when the session ends."""
+    svc = request.app[SERVICES]
+    link = Link(policy_for(svc, live), await _tap(svc, live.id, target_id))
 
     async def close() -> None:
         link.close()
 
     try:
-        await connect_browser(link, await live.browser.connect_socket(), live.browser.ws_url)
+        await connect_browser(link, await live.browser.connect_socket(), browser_url)
     except (OSError, TimeoutError) as exc:
         link.close()
         raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
     # Attached only once connected: a client that never got through does not count as one leaving.
     try:
-        svc.manager.attach(live.id, close)
+        (svc.manager.attach if counted else svc.manager.watch)(live.id, close)
     except BaseException:
         link.close()
         raise
@@ -59,11 +78,28 @@ async def connect(request: web.Request) -> web.StreamResponse:
         await link.done
     finally:
         link.close()
-        svc.manager.detach(live, close)
+        if counted:
+            svc.manager.detach(live, close)
+        else:
+            svc.manager.unwatch(live, close)
     return response
 
 
-def _websocket_key(request: web.Request) -> str:
+def policy_for(svc: Services, live: LiveSession) -> Policy:
+    return Policy(live.browser.downloads_dir, svc.artifacts.root.session(live.id).uploads)
+
+
+async def _tap(svc: Services, session_id: str, target_id: str | None) -> LinkTap | None:
+    """The session's CDP log, once its capture is set up (downloads are captured from the first command)."""
+    capture = svc.artifacts.capture(session_id)
+    if capture is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(capture.ready), CAPTURE_WAIT)
+    cdp_log = svc.artifacts.cdp_log(session_id)
+    return None if cdp_log is None else cdp_log.tap(target_id)
+
+
+def websocket_key(request: web.Request) -> str:
     """The client's Sec-WebSocket-Key, if this is a WebSocket upgrade we can accept (RFC 6455, v13)."""
     headers = request.headers
     key = headers.get("Sec-WebSocket-Key", "")

@@ -18,6 +18,7 @@ from typing import Any
 
 from websockets.speedups import apply_mask
 
+from browserfleet.artifacts.cdplog import BODY_LIMIT, LinkTap
 from browserfleet.gateway.policy import Policy
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -52,8 +53,9 @@ def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 class Link:
     """One client connection spliced to one browser connection."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, tap: LinkTap | None = None) -> None:
         self.policy = policy
+        self.tap = tap  # the session's CDP log, when it keeps one
         self.client: asyncio.Transport | None = None
         self.browser: asyncio.Transport | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -65,6 +67,8 @@ class Link:
         # partial frame header. Only headers are read, so a close frame can go in at a boundary.
         self._skip = 0
         self._header = bytearray()
+        self._kept: bytearray | None = None  # the head of the text message being passed, for the tap
+        self._kept_size = 0
 
     def attach_client(self, transport: asyncio.Transport) -> None:
         self.client = transport
@@ -112,6 +116,8 @@ class Link:
             mask = bytes(buf[start + head : start + head + 4])
             payload = apply_mask(bytes(buf[start + head + 4 : start + total]), mask)
             if fin and self._fragments is None:
+                if self.tap is not None:
+                    self.tap.command(payload)
                 replaced = self.policy.apply(payload)
                 out.append(
                     bytes(buf[start : start + total]) if replaced is None else frame(OP_TEXT, replaced)
@@ -122,6 +128,8 @@ class Link:
                 if fin:
                     message = b"".join(self._fragments)
                     self._fragments = None
+                    if self.tap is not None:
+                        self.tap.command(message)
                     replaced = self.policy.apply(message)
                     out.append(frame(OP_TEXT, message if replaced is None else replaced))
             start += total
@@ -155,8 +163,13 @@ class Link:
         while pos < end:
             if self._skip:
                 step = min(self._skip, end - pos)
+                kept = self._kept
+                if kept is not None and len(kept) < BODY_LIMIT:
+                    kept += data[pos : pos + min(step, BODY_LIMIT - len(kept))]
                 self._skip -= step
                 pos += step
+                if not self._skip and kept is not None:
+                    self._message_passed()
                 continue
             had = len(header)
             header += data[pos : pos + 14 - had]
@@ -173,8 +186,17 @@ class Link:
             elif length == 127:
                 length = int.from_bytes(header[2:10], "big")
             pos += need - had
+            if self.tap is not None and header[0] & 0x0F == OP_TEXT:
+                self._kept, self._kept_size = bytearray(), length
             header.clear()
             self._skip = length
+            if not length and self._kept is not None:
+                self._message_passed()
+
+    def _message_passed(self) -> None:
+        assert self.tap is not None and self._kept is not None
+        self.tap.message(bytes(self._kept), self._kept_size)
+        self._kept = None
 
     @property
     def at_frame_boundary(self) -> bool:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from browserfleet.browsers.launcher import Browser, LaunchError
 from browserfleet.cluster.runner import Runner
@@ -53,14 +53,26 @@ class LiveSession:
     expires_at: datetime
     browser: Browser
     clients: set[Closer] = field(default_factory=set)
+    watchers: set[Closer] = field(default_factory=set)  # live views, DevTools: closed at the end, not counted
     timer: asyncio.TimerHandle | None = None
     watcher: asyncio.Task[None] | None = None
+
+
+class SessionObserver(Protocol):
+    """Something that follows every session (artifact capture, sampling) without owning its state."""
+
+    def started(self, live: LiveSession, row: Session) -> None:
+        """Called once the session is live; must not block (start tasks instead)."""
+
+    async def ended(self, live: LiveSession, row: Session) -> None:
+        """Called after the session has ended and before its browser is killed."""
 
 
 class SessionManager:
     def __init__(self, store: Store, runner: Runner) -> None:
         self.store = store
         self.runner = runner
+        self.observers: list[SessionObserver] = []
         self.live: dict[str, LiveSession] = {}
         self._pending: dict[str, int] = {}
         self._admission = asyncio.Lock()
@@ -152,6 +164,8 @@ class SessionManager:
         delay = (row.expires_at - utcnow()).total_seconds()
         live.timer = loop.call_later(delay, self._end_soon, live, TIMED_OUT, "timeout reached")
         live.watcher = asyncio.create_task(self._watch_browser(live), name=f"session-{row.id}-browser")
+        for observer in self.observers:
+            observer.started(live, row)
         return row
 
     async def _watch_browser(self, live: LiveSession) -> None:
@@ -201,16 +215,30 @@ class SessionManager:
         if live.timer is not None:
             live.timer.cancel()
         await self.store.end_session(live.id, status, utcnow(), reason)
-        closers = list(live.clients)
+        closers = [*live.clients, *live.watchers]
         live.clients.clear()
+        live.watchers.clear()
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
         if live.watcher is not None and live.watcher is not asyncio.current_task():
             live.watcher.cancel()
-        # The session has ended (stored, clients closed, slot free); killing and reaping the browser
-        # tree and removing its profile take ~0.3 s more, which no caller needs to wait for.
-        self._track(asyncio.create_task(self.runner.release(live.browser), name=f"session-{live.id}-release"))
+        # The session has ended (stored, clients closed, slot free); observers finishing (downloads
+        # saved, recordings closed), then killing and reaping the browser tree and removing its profile,
+        # take ~0.3 s more, which no caller needs to wait for.
+        self._track(asyncio.create_task(self._release(live), name=f"session-{live.id}-release"))
+
+    async def _release(self, live: LiveSession) -> None:
+        try:
+            row = await self.store.session(live.id)
+            for observer in self.observers:
+                if row is not None:
+                    try:
+                        await observer.ended(live, row)
+                    except Exception:
+                        log.exception("session %s: %s failed at the end", live.id, type(observer).__name__)
+        finally:
+            await self.runner.release(live.browser)
 
     # -- clients (called by the gateway) ---------------------------------------------------------
 
@@ -220,6 +248,17 @@ class SessionManager:
             raise Gone(f"Session {session_id} has ended; create a new one")
         live.clients.add(close)
         return live
+
+    def watch(self, session_id: str, close: Closer) -> LiveSession:
+        """A viewer (live view, DevTools): closed when the session ends, but never keeps it alive."""
+        live = self.live.get(session_id)
+        if live is None:
+            raise Gone(f"Session {session_id} has ended")
+        live.watchers.add(close)
+        return live
+
+    def unwatch(self, live: LiveSession, close: Closer) -> None:
+        live.watchers.discard(close)
 
     def detach(self, live: LiveSession, close: Closer) -> None:
         live.clients.discard(close)

@@ -27,3 +27,34 @@ class SigningKeys:
         if not session_id or not hmac.compare_digest(mac, self._mac(session_id)):
             return None
         return session_id
+
+
+class ViewTokens:
+    """Expiring tokens for live view and DevTools URLs: `<session>.<expires unix s>.<mode>.<mac>`.
+
+    `mode` is `rw` (interactive) or `ro` (read-only); both it and the expiry are under the MAC, so a
+    holder can neither extend a token nor turn a read-only one interactive.
+    """
+
+    def __init__(self, secret: str, purpose: str = "view") -> None:
+        # The purpose is under the key: a live-view token opens no recording, and a media token no viewer.
+        self._secret = f"{purpose}:{secret}".encode()
+
+    def _mac(self, body: str) -> str:
+        digest = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def mint(self, session_id: str, expires: int, read_only: bool = False) -> str:
+        body = f"{session_id}.{expires}.{'ro' if read_only else 'rw'}"
+        return f"{body}.{self._mac(body)}"
+
+    def verify(self, token: str, now: float) -> tuple[str, bool] | None:
+        """(session id, read-only) for a genuine unexpired token, else None."""
+        body, _, mac = token.rpartition(".")
+        session_id, _, rest = body.partition(".")
+        expires, _, mode = rest.partition(".")
+        if not (session_id and expires.isdigit() and mode in ("rw", "ro")):
+            return None
+        if not hmac.compare_digest(mac, self._mac(body)) or int(expires) < now:
+            return None
+        return session_id, mode == "ro"

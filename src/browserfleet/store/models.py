@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -113,6 +113,56 @@ def metadata_leaves(metadata: dict[str, Any] | None) -> list[tuple[str, str]]:
 
     walk(metadata or {}, [])
     return leaves
+
+
+class Download(Base):
+    """A file a session's browser downloaded, stored under the session's artifacts (`stored_name`)."""
+
+    __tablename__ = "downloads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(Text)  # as the page named it
+    stored_name: Mapped[str] = mapped_column(Text)  # name-<unix ms>.ext, its name in the zip
+    mime_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    checksum: Mapped[str] = mapped_column(String(64))  # sha256 hex
+    url: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SessionPage(Base):
+    """One tab a session opened, in the order it opened (`page_index` is the contract's pageId), with
+    the state of its recording."""
+
+    __tablename__ = "session_pages"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    page_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Recording: OFF, RECORDING, ENCODING, READY, EMPTY (no frame) or FAILED.
+    recording: Mapped[str] = mapped_column(String(16), default="OFF")
+    frame_count: Mapped[int] = mapped_column(Integer, default=0)
+    start_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # MP4 export: NOT_REQUESTED, PENDING, COMPLETED or FAILED.
+    mp4_status: Mapped[str] = mapped_column(String(16), default="NOT_REQUESTED")
+    mp4_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SessionSample(Base):
+    """CPU and memory of a session's whole browser process tree at one moment."""
+
+    __tablename__ = "session_samples"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    cpu_percent: Mapped[float] = mapped_column(Float)  # of one core, over the interval before `at`
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)  # PSS
 
 
 class ServerSecret(Base):

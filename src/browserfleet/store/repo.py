@@ -8,12 +8,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import defer
 
 from browserfleet.store import db
-from browserfleet.store.models import ApiKey, MetadataLeaf, Project, ServerSecret, Session, metadata_leaves
+from browserfleet.store.models import (
+    ApiKey,
+    Download,
+    MetadataLeaf,
+    Project,
+    ServerSecret,
+    Session,
+    SessionPage,
+    SessionSample,
+    metadata_leaves,
+)
 
 ENDED = ("COMPLETED", "ERROR", "TIMED_OUT")
 
@@ -178,3 +188,87 @@ class Store:
         )
         async with self._sessions() as s:
             return int((await s.execute(query)).scalar_one())
+
+    # -- downloads -------------------------------------------------------------------------------
+
+    async def add_download(self, download: Download) -> None:
+        async with self._sessions.begin() as s:
+            s.add(download)
+
+    async def downloads(
+        self,
+        session_id: str,
+        filters: list[Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[Sequence[Download], int]:
+        """A session's downloads, oldest first, and how many match in all."""
+        where = [Download.session_id == session_id, *(filters or [])]
+        query = select(Download).where(*where).order_by(Download.created_at, Download.id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._sessions() as s:
+            total = (await s.execute(select(func.count()).select_from(Download).where(*where))).scalar_one()
+            return (await s.scalars(query)).all(), int(total)
+
+    async def download(self, download_id: str) -> Download | None:
+        async with self._sessions() as s:
+            return await s.get(Download, download_id)
+
+    async def delete_downloads(self, session_id: str, download_id: str | None = None) -> list[str]:
+        """Forget a session's downloads (or one); the stored names, for the caller to remove."""
+        where = [Download.session_id == session_id]
+        if download_id is not None:
+            where.append(Download.id == download_id)
+        async with self._sessions.begin() as s:
+            names = (await s.scalars(select(Download.stored_name).where(*where))).all()
+            await s.execute(delete(Download).where(*where))
+        return list(names)
+
+    # -- pages and their recordings --------------------------------------------------------------
+
+    async def add_page(self, page: SessionPage) -> None:
+        async with self._sessions.begin() as s:
+            s.add(page)
+
+    async def update_page(self, session_id: str, page_index: int, **fields: Any) -> None:
+        async with self._sessions.begin() as s:
+            await s.execute(
+                update(SessionPage)
+                .where(SessionPage.session_id == session_id, SessionPage.page_index == page_index)
+                .values(**fields)
+            )
+
+    async def page(self, session_id: str, page_index: int) -> SessionPage | None:
+        async with self._sessions() as s:
+            return await s.get(SessionPage, (session_id, page_index))
+
+    async def pages_to_finish(self) -> Sequence[SessionPage]:
+        """Tabs of ended sessions whose video or MP4 is not done: what a restarted server resumes."""
+        query = (
+            select(SessionPage)
+            .join(Session, Session.id == SessionPage.session_id)
+            .where(
+                Session.status.in_(ENDED),
+                (SessionPage.recording.in_(("RECORDING", "ENCODING")))
+                | (SessionPage.mp4_status == "PENDING"),
+            )
+        )
+        async with self._sessions() as s:
+            return (await s.scalars(query)).all()
+
+    async def pages(self, session_id: str) -> Sequence[SessionPage]:
+        async with self._sessions() as s:
+            query = select(SessionPage).where(SessionPage.session_id == session_id)
+            return (await s.scalars(query.order_by(SessionPage.page_index))).all()
+
+    # -- CPU and memory samples ------------------------------------------------------------------
+
+    async def add_samples(self, samples: Sequence[SessionSample]) -> None:
+        async with self._sessions.begin() as s:
+            s.add_all(samples)
+
+    async def samples(self, session_id: str) -> Sequence[SessionSample]:
+        async with self._sessions() as s:
+            query = select(SessionSample).where(SessionSample.session_id == session_id)
+            return (await s.scalars(query.order_by(SessionSample.at))).all()

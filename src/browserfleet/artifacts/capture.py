@@ -1,0 +1,388 @@
+"""What the server itself watches in a session's browser, over its own CDP connection: the tabs (in
+the order they open: the contract's pageIds), downloads (moved out of the profile into the session's
+artifacts as `name-<unix ms>.ext`), each tab's screencast (the recording) and its console messages
+and network requests (for the Inspector).
+
+It never touches session state and never sits on a client's path: clients' connections are spliced
+by the gateway; this is a separate connection to the same browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from browserfleet.artifacts.layout import SessionFiles
+from browserfleet.artifacts.video import FrameLog
+from browserfleet.browsers.cdp import CdpConnection, CdpError
+from browserfleet.browsers.launcher import Browser
+from browserfleet.store.models import Download, SessionPage
+from browserfleet.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+FRAME_INTERVAL = 0.1  # seconds: a tab is recorded at up to 10 frames a second, and only when it changes
+SCREENCAST = {"format": "jpeg", "quality": 60, "maxWidth": 1280, "maxHeight": 720}
+MAX_TEXT = 2000  # characters of a console message or URL kept
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f/\\]")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class Page:
+    index: int
+    target_id: str
+    url: str = ""
+    title: str = ""
+    cdp_session: str | None = None
+    frames: FrameLog | None = None
+    first_frame_ms: int | None = None
+    last_frame: float = 0.0
+    closed_ms: int | None = None
+    console: IO[str] | None = None
+    network: IO[str] | None = None
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class SessionCapture:
+    def __init__(
+        self,
+        session_id: str,
+        browser: Browser,
+        files: SessionFiles,
+        store: Store,
+        record: bool,
+        log_pages: bool,
+    ) -> None:
+        self.session_id = session_id
+        self.browser = browser
+        self.files = files
+        self.store = store
+        self.record = record
+        self.log_pages = log_pages
+        self.pages: dict[str, Page] = {}  # by target id
+        self._by_session: dict[str, Page] = {}  # by our CDP session id on the tab
+        self._downloads: dict[str, dict[str, Any]] = {}  # by guid, from downloadWillBegin
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cdp: CdpConnection | None = None
+        self._stopped = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def page_index(self, target_id: str) -> int | None:
+        page = self.pages.get(target_id)
+        return None if page is None else page.index
+
+    async def open_tabs(self) -> list[dict[str, Any]]:
+        """The browser's open tabs now (CDP TargetInfo), in the order they opened."""
+        await asyncio.shield(self.ready)
+        if self._cdp is None:
+            return []
+        result = await self._cdp.send("Target.getTargets")
+        tabs = [info for info in result.get("targetInfos", []) if info.get("type") == "page"]
+        order = {target: page.index for target, page in self.pages.items()}
+        return sorted(tabs, key=lambda info: order.get(info.get("targetId", ""), len(order)))
+
+    # -- start and stop --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            cdp = await CdpConnection.open(self.browser)
+            self._cdp = cdp
+            handlers = {
+                "Target.targetCreated": self._target_created,
+                "Target.targetInfoChanged": self._target_changed,
+                "Target.targetDestroyed": self._target_destroyed,
+                "Browser.downloadWillBegin": self._download_begins,
+                "Browser.downloadProgress": self._download_progress,
+                "Page.screencastFrame": self._frame,
+                "Runtime.consoleAPICalled": self._console,
+                "Runtime.exceptionThrown": self._exception,
+                "Network.requestWillBeSent": self._request,
+                "Network.responseReceived": self._response,
+                "Network.loadingFinished": self._finished,
+                "Network.loadingFailed": self._failed,
+            }
+            for method, handler in handlers.items():
+                cdp.on(method, handler)
+            self.files.downloads.mkdir(parents=True, exist_ok=True)
+            # Default context; contexts clients create get their paths from the gateway's policy. Events
+            # reach this connection whoever set the behaviour, with the path the file landed at.
+            await cdp.send(
+                "Browser.setDownloadBehavior",
+                {
+                    "behavior": "allowAndName",
+                    "downloadPath": str(self.browser.downloads_dir),
+                    "eventsEnabled": True,
+                },
+            )
+            await cdp.send("Target.setDiscoverTargets", {"discover": True})
+        except (CdpError, OSError, TimeoutError) as exc:
+            log.warning("session %s: capture unavailable: %s", self.session_id, exc)
+        finally:
+            if not self.ready.done():
+                self.ready.set_result(None)
+
+    async def stop(self, ended: datetime) -> list[Page]:
+        """Finish: downloads in hand saved, recordings and logs closed. The recorded pages are returned."""
+        self._stopped = True
+        if not self.ready.done():
+            self.ready.set_result(None)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._cdp is not None:
+            await self._cdp.close()
+        while self._tasks:  # downloads that completed while the connection was closing
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        end_ms = int(ended.timestamp() * 1000)
+        for page in self.pages.values():
+            await self._close_page(page, page.closed_ms or end_ms)
+        return [page for page in self.pages.values() if page.frames is not None]
+
+    async def _close_page(self, page: Page, end_ms: int) -> None:
+        frames = 0
+        if page.frames is not None:
+            frames = page.frames.count
+            page.frames.close()
+        for stream in (page.console, page.network):
+            if stream is not None:
+                stream.close()
+        page.console = page.network = None
+        page.requests.clear()
+        status = "OFF" if not self.record else ("ENCODING" if frames else "EMPTY")
+        await self.store.update_page(
+            self.session_id,
+            page.index,
+            url=page.url,
+            title=page.title,
+            closed_at=datetime.fromtimestamp(end_ms / 1000, UTC),
+            recording=status,
+            frame_count=frames,
+            start_ms=page.first_frame_ms,
+            end_ms=end_ms,
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- tabs ------------------------------------------------------------------------------------
+
+    def _target_created(self, params: dict[str, Any], _session: str | None) -> None:
+        info = params.get("targetInfo", {})
+        if info.get("type") != "page" or self._stopped or info.get("targetId") in self.pages:
+            return
+        page = Page(len(self.pages), info["targetId"], info.get("url", ""), info.get("title", ""))
+        self.pages[page.target_id] = page
+        self._spawn(self._open_page(page))
+
+    async def _open_page(self, page: Page) -> None:
+        await self.store.add_page(
+            SessionPage(
+                session_id=self.session_id,
+                page_index=page.index,
+                target_id=page.target_id,
+                url=page.url,
+                title=page.title,
+                opened_at=datetime.now(UTC),
+                recording="RECORDING" if self.record else "OFF",
+                frame_count=0,
+                mp4_status="NOT_REQUESTED",
+            )
+        )
+        if not (self.record or self.log_pages) or self._cdp is None:
+            return
+        cdp = self._cdp
+        try:
+            attached = await cdp.send("Target.attachToTarget", {"targetId": page.target_id, "flatten": True})
+            page.cdp_session = attached["sessionId"]
+            self._by_session[attached["sessionId"]] = page
+            if self.log_pages:
+                self.files.page_dir(page.index).mkdir(parents=True, exist_ok=True)
+                page.console = self.files.console_log(page.index).open("a", buffering=1)
+                page.network = self.files.network_log(page.index).open("a", buffering=1)
+                await cdp.send("Runtime.enable", session_id=page.cdp_session)
+                await cdp.send("Network.enable", session_id=page.cdp_session)
+            if self.record:
+                page.frames = FrameLog(self.files.frames(page.index))
+                await cdp.send("Page.startScreencast", SCREENCAST, session_id=page.cdp_session)
+        except (CdpError, KeyError) as exc:
+            log.debug("session %s: tab %s not captured: %s", self.session_id, page.target_id, exc)
+
+    def _target_changed(self, params: dict[str, Any], _session: str | None) -> None:
+        info = params.get("targetInfo", {})
+        page = self.pages.get(info.get("targetId", ""))
+        if page is not None:
+            page.url, page.title = info.get("url", page.url), info.get("title", page.title)
+
+    def _target_destroyed(self, params: dict[str, Any], _session: str | None) -> None:
+        page = self.pages.get(params.get("targetId", ""))
+        if page is not None and page.closed_ms is None and not self._stopped:
+            page.closed_ms = now_ms()
+            self._spawn(self._close_page(page, page.closed_ms))
+
+    # -- recording -------------------------------------------------------------------------------
+
+    def _frame(self, params: dict[str, Any], session: str | None) -> None:
+        page = self._by_session.get(session or "")
+        if page is None or page.frames is None or page.closed_ms is not None or self._cdp is None:
+            return
+        stamp = now_ms()
+        page.frames.append(stamp, base64.b64decode(params.get("data", "")))
+        if page.first_frame_ms is None:
+            page.first_frame_ms = stamp
+        # Acknowledging paces Chromium: the next frame comes only after the ack, so a frame rate cap
+        # costs nothing, and a page that does not change sends nothing at all.
+        now = time.monotonic()
+        delay = max(0.0, FRAME_INTERVAL - (now - page.last_frame))
+        page.last_frame = now + delay
+        ack = {"sessionId": params.get("sessionId")}
+        asyncio.get_running_loop().call_later(
+            delay, self._cdp.send_soon, "Page.screencastFrameAck", ack, session
+        )
+
+    # -- console and network, for the Inspector ----------------------------------------------------
+
+    def _console(self, params: dict[str, Any], session: str | None) -> None:
+        page = self._by_session.get(session or "")
+        if page is None or page.console is None:
+            return
+        text = " ".join(_describe(arg) for arg in params.get("args", []))[:MAX_TEXT]
+        _write(
+            page.console,
+            {"t": int(params.get("timestamp", now_ms())), "level": params.get("type"), "text": text},
+        )
+
+    def _exception(self, params: dict[str, Any], session: str | None) -> None:
+        page = self._by_session.get(session or "")
+        if page is None or page.console is None:
+            return
+        details = params.get("exceptionDetails", {})
+        text = str(details.get("exception", {}).get("description") or details.get("text", ""))[:MAX_TEXT]
+        _write(
+            page.console, {"t": int(params.get("timestamp", now_ms())), "level": "exception", "text": text}
+        )
+
+    def _request(self, params: dict[str, Any], session: str | None) -> None:
+        page = self._by_session.get(session or "")
+        if page is None or page.network is None:
+            return
+        request = params.get("request", {})
+        page.requests[params.get("requestId", "")] = {
+            "t": int(params.get("wallTime", time.time()) * 1000),
+            "start": params.get("timestamp", 0.0),
+            "method": request.get("method"),
+            "url": str(request.get("url", ""))[:MAX_TEXT],
+            "type": params.get("type"),
+        }
+
+    def _response(self, params: dict[str, Any], session: str | None) -> None:
+        page = self._by_session.get(session or "")
+        entry = None if page is None else page.requests.get(params.get("requestId", ""))
+        if entry is not None:
+            response = params.get("response", {})
+            entry["status"] = response.get("status")
+            entry["mimeType"] = response.get("mimeType")
+
+    def _finished(self, params: dict[str, Any], session: str | None) -> None:
+        self._request_done(params, session, {"bytes": params.get("encodedDataLength")})
+
+    def _failed(self, params: dict[str, Any], session: str | None) -> None:
+        self._request_done(params, session, {"error": params.get("errorText")})
+
+    def _request_done(self, params: dict[str, Any], session: str | None, extra: dict[str, Any]) -> None:
+        page = self._by_session.get(session or "")
+        if page is None or page.network is None:
+            return
+        entry = page.requests.pop(params.get("requestId", ""), None)
+        if entry is None:
+            return
+        start = entry.pop("start")
+        entry["durationMs"] = round((params.get("timestamp", start) - start) * 1000, 1)
+        _write(page.network, {**entry, **extra})
+
+    # -- downloads -------------------------------------------------------------------------------
+
+    def _download_begins(self, params: dict[str, Any], _session: str | None) -> None:
+        self._downloads[params.get("guid", "")] = params
+
+    def _download_progress(self, params: dict[str, Any], _session: str | None) -> None:
+        state = params.get("state")
+        if state == "canceled":
+            self._downloads.pop(params.get("guid", ""), None)
+        elif state == "completed" and params.get("filePath"):
+            begun = self._downloads.pop(params.get("guid", ""), {})
+            self._spawn(self._save_download(Path(params["filePath"]), begun))
+
+    async def _save_download(self, landed: Path, begun: dict[str, Any]) -> None:
+        # Only files inside this browser's profile: the path comes from the browser, but never trust a
+        # path to decide what the server moves.
+        source, profile = await asyncio.to_thread(
+            lambda: (landed.resolve(), self.browser.profile_dir.resolve())
+        )
+        if not source.is_relative_to(profile) or not await asyncio.to_thread(source.is_file):
+            log.warning("session %s: download outside its profile ignored: %s", self.session_id, landed)
+            return
+        name = _safe_name(str(begun.get("suggestedFilename") or source.name))
+        stem, ext = os.path.splitext(name)
+        stamp = now_ms()
+        while (target := self.files.downloads / f"{stem}-{stamp}{ext}").exists():
+            stamp += 1
+        size, checksum = await asyncio.to_thread(_move_and_hash, source, target)
+        await self.store.add_download(
+            Download(
+                id=str(uuid.uuid4()),
+                session_id=self.session_id,
+                filename=name,
+                stored_name=target.name,
+                mime_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+                size=size,
+                checksum=checksum,
+                url=str(begun.get("url", ""))[:MAX_TEXT],
+                created_at=datetime.fromtimestamp(stamp / 1000, UTC),
+            )
+        )
+
+
+def _move_and_hash(source: Path, target: Path) -> tuple[int, str]:
+    shutil.move(source, target)
+    digest = hashlib.sha256()
+    with target.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return target.stat().st_size, digest.hexdigest()
+
+
+def _safe_name(name: str) -> str:
+    name = _UNSAFE_NAME.sub("_", os.path.basename(name)).strip(" .") or "download"
+    stem, ext = os.path.splitext(name)
+    return stem[:180] + ext[:20]
+
+
+def _describe(arg: dict[str, Any]) -> str:
+    if "value" in arg:
+        value = arg["value"]
+        return value[:MAX_TEXT] if isinstance(value, str) else json.dumps(value)[:MAX_TEXT]
+    return str(arg.get("description") or arg.get("type", ""))[:MAX_TEXT]
+
+
+def _write(stream: IO[str], entry: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(json.dumps(entry, ensure_ascii=False) + "\n")

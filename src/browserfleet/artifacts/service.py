@@ -1,0 +1,158 @@
+"""The artifacts side of every session: starts capture when a session goes live, finishes it (downloads
+saved, CDP log flushed, recordings queued for encoding) when it ends, and samples CPU and memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from browserfleet.artifacts.capture import SessionCapture
+from browserfleet.artifacts.cdplog import CdpLog
+from browserfleet.artifacts.layout import ArtifactRoot
+from browserfleet.artifacts.recordings import Recordings
+from browserfleet.browsers.sampler import TreeSampler
+from browserfleet.sessions.manager import LiveSession
+from browserfleet.store.models import Session, SessionSample
+from browserfleet.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+FINISH_TIMEOUT = 30.0  # seconds a session's capture may take to finish after the session ends
+
+
+def setting(row: Session, name: str) -> bool:
+    """recordSession / logSession: on unless the create body turned them off."""
+    browser_settings = (row.create_params or {}).get("browserSettings") or {}
+    return browser_settings.get(name) is not False
+
+
+@dataclass(eq=False)
+class Tracked:
+    capture: SessionCapture
+    cdp_log: CdpLog | None
+    sampler: TreeSampler
+    started: asyncio.Future[None]
+    cpu: list[float] = field(default_factory=list)
+    peak_memory: int = 0
+    baselined: bool = False  # sampled once at the start: CPU counts from then, not from the pool
+
+
+class Artifacts:
+    def __init__(
+        self, root: ArtifactRoot, store: Store, recordings: Recordings, sample_interval: float
+    ) -> None:
+        self.sample_interval = sample_interval
+        self.root = root
+        self.store = store
+        self.recordings = recordings
+        self.sessions: dict[str, Tracked] = {}
+        self._sampling: asyncio.Task[None] | None = None
+        self._sampler_lock = asyncio.Lock()  # samplers keep state: one pass at a time
+
+    # -- SessionObserver -------------------------------------------------------------------------
+
+    def started(self, live: LiveSession, row: Session) -> None:
+        files = self.root.session(live.id)
+        capture = SessionCapture(
+            live.id,
+            live.browser,
+            files,
+            self.store,
+            setting(row, "recordSession"),
+            setting(row, "logSession"),
+        )
+        cdp_log = CdpLog(live.id, files.cdp_log, capture.page_index) if setting(row, "logSession") else None
+        sampler = TreeSampler(live.browser.pid)
+        tracked = Tracked(capture, cdp_log, sampler, asyncio.get_running_loop().create_future())
+        tracked.started = asyncio.create_task(self._start(tracked), name=f"capture-{live.id}")
+        self.sessions[live.id] = tracked
+        if self._sampling is None:
+            self._sampling = asyncio.create_task(self._sample_forever(), name="sampler")
+
+    async def _start(self, tracked: Tracked) -> None:
+        async with self._sampler_lock:
+            await asyncio.to_thread(tracked.sampler.sample)
+            tracked.baselined = True
+        await tracked.capture.start()
+
+    async def ended(self, live: LiveSession, row: Session) -> None:
+        tracked = self.sessions.get(live.id)
+        if tracked is None:
+            return
+        try:
+            # Bounded: a hung browser must still be killed after this (the manager does it next).
+            await asyncio.wait_for(self._finish(live.id, tracked, row), FINISH_TIMEOUT)
+        except TimeoutError:
+            log.error("session %s: capture did not finish in %.0f s", live.id, FINISH_TIMEOUT)
+        finally:
+            # Only now: until the log is closed, readers flush it through `cdp_log()`.
+            del self.sessions[live.id]
+
+    async def _finish(self, session_id: str, tracked: Tracked, row: Session) -> None:
+        with contextlib.suppress(Exception):
+            await tracked.started
+        await self._sample({session_id: tracked})  # a last sample, so even a short session has one
+        pages = await tracked.capture.stop(row.ended_at or datetime.now(UTC))
+        if tracked.cdp_log is not None:
+            await tracked.cdp_log.close()
+        for page in pages:
+            self.recordings.encode_later(session_id, page.index)
+
+    # -- for the gateway and the API -------------------------------------------------------------
+
+    def capture(self, session_id: str) -> SessionCapture | None:
+        tracked = self.sessions.get(session_id)
+        return None if tracked is None else tracked.capture
+
+    def cdp_log(self, session_id: str) -> CdpLog | None:
+        tracked = self.sessions.get(session_id)
+        return None if tracked is None else tracked.cdp_log
+
+    async def close(self) -> None:
+        if self._sampling is not None:
+            self._sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampling
+        await self.recordings.close()
+
+    # -- CPU and memory --------------------------------------------------------------------------
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_interval)
+            try:
+                await self._sample({sid: t for sid, t in self.sessions.items() if t.baselined})
+            except Exception:
+                log.exception("sampling failed")
+
+    async def _sample(self, sessions: dict[str, Tracked]) -> None:
+        async with self._sampler_lock:
+            at = datetime.now(UTC)
+            taken = await asyncio.to_thread(
+                lambda: {sid: tracked.sampler.sample() for sid, tracked in sessions.items()}
+            )
+        rows = []
+        for sid, sample in taken.items():
+            if sample is None:
+                continue
+            tracked = sessions[sid]
+            tracked.cpu.append(sample.cpu_percent)
+            tracked.peak_memory = max(tracked.peak_memory, sample.memory_bytes)
+            rows.append(
+                SessionSample(
+                    session_id=sid, at=at, cpu_percent=sample.cpu_percent, memory_bytes=sample.memory_bytes
+                )
+            )
+        if rows:
+            await self.store.add_samples(rows)
+            for row in rows:
+                tracked = sessions[row.session_id]
+                await self.store.update_session(
+                    row.session_id,
+                    avg_cpu_usage=round(statistics.fmean(tracked.cpu)),
+                    memory_usage=tracked.peak_memory,
+                )
