@@ -24,6 +24,7 @@ from browserfleet.cluster.local import LocalRunner
 from browserfleet.config import Settings
 from browserfleet.gateway import debug as debug_routes
 from browserfleet.gateway import routes as gateway_routes
+from browserfleet.inspector import live as live_routes
 from browserfleet.services import SERVICES, Services
 from browserfleet.sessions.manager import SessionManager
 from browserfleet.sessions.tokens import SigningKeys, ViewTokens
@@ -79,6 +80,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     app.add_routes(replay_routes.routes)
     app.add_routes(gateway_routes.routes)
     app.add_routes(debug_routes.routes)
+    app.add_routes(live_routes.routes)
 
     async def end_sessions(_app: web.Application) -> None:
         await manager.shutdown()
