@@ -542,14 +542,16 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def site() -> Iterator[str]:
-    """tests/site plus noise.html, served on 127.0.0.1; yields the base URL."""
+def site(pages: dict[str, str] | None = None) -> Iterator[str]:
+    """tests/site plus noise.html and `pages` (name → HTML), served on 127.0.0.1; yields the base URL."""
     root = Path(tempfile.mkdtemp(prefix="browserfleet-bench-site-"))
     httpd: http.server.ThreadingHTTPServer | None = None
     try:
         shutil.copytree(SITE_SOURCE, root, dirs_exist_ok=True)
         width, height = NOISE_SIZE
         (root / "noise.html").write_text(NOISE_PAGE % {"width": width, "height": height})
+        for name, html in (pages or {}).items():
+            (root / name).write_text(html)
         handler = functools.partial(_QuietHandler, directory=str(root))
         httpd = _QuietServer(("127.0.0.1", 0), handler)
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)

@@ -4,6 +4,9 @@ One keepAlive session; two Playwright clients on its page (one on the browser's 
 one on `connectUrl`), and two raw CDP WebSockets (same two routes) attached to the page with a
 flattened session. Rounds alternate between the routes so drift hits both alike.
 
+Then the CDP log tap: two more sessions created alike (`recordSession: false`) but for `logSession`,
+both reached through the gateway, the same round trips and screenshots alternating between them.
+
 The server runs with BROWSERFLEET_ISOLATE_NETWORK=false: with isolation on, each browser lives in a
 network namespace of its own and its debugging port cannot be reached from the host at all, so
 there would be no direct route to compare with.
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.async_api import Page, async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -52,6 +56,16 @@ N_RAW = scaled(500)  # raw Runtime.evaluate per round and route
 N_SCREENSHOTS = scaled(10)  # per format and route
 BUDGET_S = 120.0
 ROUTES = ("direct", "gateway")
+# The CDP log comparison: two gateway sessions alike but for browserSettings.logSession.
+LOG_ROUTES = ("log on", "log off")
+LOG_ROUNDS = 10  # more, shorter rounds than above: the difference sought is small next to drift
+LOG_EVALUATE = scaled(100)
+LOG_RAW = scaled(250)
+LOG_SCREENSHOTS = scaled(15)  # per client and session
+# JPEG: the tap keeps at most 16 KiB of a message whatever its size, so a 1.1 MB answer takes the same
+# path as a 5 MB PNG one, and its screenshots take a third of the time: more of them fit the budget.
+LOG_SHOT_KINDS = (("Playwright", "jpeg"), ("raw CDP", "jpeg"))
+LOG_BUDGET_S = 55.0
 
 
 # -- finding the browser's debugging port ----------------------------------------------------------
@@ -119,17 +133,23 @@ async def _open_raw(url: str) -> RawCdp:
 # -- measuring -------------------------------------------------------------------------------------
 
 
-def _orders(rounds: int) -> list[tuple[str, str]]:
+def _orders(rounds: int, routes: tuple[str, str] = ROUTES) -> list[tuple[str, str]]:
     """Which route goes first in each round: alternating."""
-    return [ROUTES if r % 2 == 0 else ROUTES[::-1] for r in range(rounds)]
+    return [routes if r % 2 == 0 else routes[::-1] for r in range(rounds)]
 
 
-async def _evaluate_rounds(pages: dict[str, Page], deadline: Deadline) -> dict[str, list[list[float]]]:
-    rounds: dict[str, list[list[float]]] = {route: [] for route in ROUTES}
-    for order in _orders(ROUNDS):
+async def _evaluate_rounds(
+    pages: dict[str, Page],
+    deadline: Deadline,
+    routes: tuple[str, str] = ROUTES,
+    count: int = ROUNDS,
+    per: int = N_EVALUATE,
+) -> dict[str, list[list[float]]]:
+    rounds: dict[str, list[list[float]]] = {route: [] for route in routes}
+    for order in _orders(count, routes):
         for route in order:
             samples = []
-            for _ in range(N_EVALUATE):
+            for _ in range(per):
                 start = time.perf_counter()
                 await pages[route].evaluate("1+1")
                 samples.append((time.perf_counter() - start) * 1000)
@@ -139,13 +159,19 @@ async def _evaluate_rounds(pages: dict[str, Page], deadline: Deadline) -> dict[s
     return rounds
 
 
-async def _raw_rounds(raw: dict[str, RawCdp], deadline: Deadline) -> dict[str, list[list[float]]]:
-    rounds: dict[str, list[list[float]]] = {route: [] for route in ROUTES}
+async def _raw_rounds(
+    raw: dict[str, RawCdp],
+    deadline: Deadline,
+    routes: tuple[str, str] = ROUTES,
+    count: int = ROUNDS,
+    per: int = N_RAW,
+) -> dict[str, list[list[float]]]:
+    rounds: dict[str, list[list[float]]] = {route: [] for route in routes}
     params = {"expression": "1+1", "returnByValue": True}
-    for order in _orders(ROUNDS):
+    for order in _orders(count, routes):
         for route in order:
             samples = []
-            for _ in range(N_RAW):
+            for _ in range(per):
                 start = time.perf_counter()
                 result = await raw[route].call("Runtime.evaluate", params, session=True)
                 samples.append((time.perf_counter() - start) * 1000)
@@ -173,12 +199,17 @@ async def _shoot(client: str, kind: str, page: Page, raw: RawCdp) -> int:
 
 
 async def _screenshots(
-    pages: dict[str, Page], raw: dict[str, RawCdp], deadline: Deadline
+    pages: dict[str, Page],
+    raw: dict[str, RawCdp],
+    deadline: Deadline,
+    routes: tuple[str, str] = ROUTES,
+    count: int = N_SCREENSHOTS,
+    kinds: tuple[tuple[str, str], ...] = SHOT_KINDS,
 ) -> tuple[dict[ShotKey, list[float]], dict[ShotKey, list[int]]]:
     timings: dict[ShotKey, list[float]] = {}
     sizes: dict[ShotKey, list[int]] = {}
-    for order in _orders(N_SCREENSHOTS):
-        for client, kind in SHOT_KINDS:
+    for order in _orders(count, routes):
+        for client, kind in kinds:
             for route in order:
                 start = time.perf_counter()
                 size = await _shoot(client, kind, pages[route], raw[route])
@@ -207,6 +238,7 @@ async def _measure(report: Report) -> None:
                 await _with_session(report, server, session, f"{base}/noise.html", deadline)
             finally:
                 release_session(http, session["id"])
+            await _logging(report, server, http, f"{base}/noise.html")
 
 
 async def _with_session(
@@ -257,7 +289,8 @@ async def _with_session(
         "namespace."
     )
     report.add(
-        f"One keepAlive session (browser pid {pid}). Its debugging port, read from "
+        f"One keepAlive session with default settings (the CDP log and the screencast recording on; "
+        f"browser pid {pid}). Its debugging port, read from "
         f"`<profile>/user-data/DevToolsActivePort`: {file_port}; the LISTEN sockets of pid {pid} in "
         f"`/proc/{pid}/net/tcp` (matched by inode through `/proc/{pid}/fd`): {agree}. Direct clients "
         f"connect to `{direct_ws.replace(browser_path, '/devtools/browser/<id>')}`, gateway clients to "
@@ -352,6 +385,143 @@ def _screenshot_section(
         "gateway nothing is compressed. The raw CDP rows have compression off on both routes "
         "(websockets `compression=None`): they compare the relay alone."
     )
+
+
+# -- the CDP log: the same gateway, with and without it ---------------------------------------------
+
+
+async def _logging(report: Report, server: Server, http: httpx.Client, page_url: str) -> None:
+    """Two sessions created alike but for `logSession`, alternating rounds: what the log tap costs."""
+    deadline = Deadline(LOG_BUDGET_S)
+    sessions: dict[str, dict[str, Any]] = {}
+    try:
+        for route in LOG_ROUTES:
+            settings = {"logSession": route == "log on", "recordSession": False}
+            sessions[route] = create_session(http, keepAlive=True, timeout=900, browserSettings=settings)
+        server.wait_for_browsers(len(sessions) + 1)  # both sessions' browsers and the refilled pool
+        async with async_playwright() as pw:
+            browsers = {
+                route: await pw.chromium.connect_over_cdp(session["connectUrl"])
+                for route, session in sessions.items()
+            }
+            pages = {route: browser.contexts[0].pages[0] for route, browser in browsers.items()}
+            raw: dict[str, RawCdp] = {}
+            try:
+                for page in pages.values():
+                    await page.goto(page_url)
+                    await page.wait_for_function("document.title === 'ready'")
+                for route, session in sessions.items():
+                    raw[route] = await _open_raw(session["connectUrl"])
+                    await raw[route].attach_to_page("noise.html")
+                for route in LOG_ROUTES:  # warm-up, not counted
+                    for _ in range(20):
+                        await pages[route].evaluate("1+1")
+                        await raw[route].call("Runtime.evaluate", {"expression": "1+1"}, session=True)
+                evaluate = await _evaluate_rounds(pages, deadline, LOG_ROUTES, LOG_ROUNDS, LOG_EVALUATE)
+                raw_rounds = await _raw_rounds(raw, deadline, LOG_ROUTES, LOG_ROUNDS, LOG_RAW)
+                shots, sizes = await _screenshots(
+                    pages, raw, deadline, LOG_ROUTES, LOG_SCREENSHOTS, LOG_SHOT_KINDS
+                )
+            finally:
+                for client in raw.values():
+                    await client.ws.close()
+                for browser in browsers.values():
+                    await browser.close()
+        async with server.async_client() as api:
+            entries = {
+                route: len((await api.get(f"/v1/sessions/{session['id']}/logs")).json())
+                for route, session in sessions.items()
+            }
+    finally:
+        for session in sessions.values():
+            release_session(http, session["id"])
+    _logging_section(report, evaluate, raw_rounds, shots, sizes, entries, deadline)
+
+
+def _logging_section(
+    report: Report,
+    evaluate: dict[str, list[list[float]]],
+    raw_rounds: dict[str, list[list[float]]],
+    shots: dict[ShotKey, list[float]],
+    sizes: dict[ShotKey, list[int]],
+    entries: dict[str, int],
+    deadline: Deadline,
+) -> None:
+    on, off = LOG_ROUTES
+    measured: list[tuple[str, list[float], list[float]]] = [
+        (
+            "raw `Runtime.evaluate`",
+            [v for r in raw_rounds[on] for v in r],
+            [v for r in raw_rounds[off] for v in r],
+        ),
+        (
+            "Playwright `page.evaluate('1+1')`",
+            [v for r in evaluate[on] for v in r],
+            [v for r in evaluate[off] for v in r],
+        ),
+    ]
+    for client, kind in LOG_SHOT_KINDS:
+        size = Stats.of([s / MB for route in LOG_ROUTES for s in sizes[(client, kind, route)]]).median
+        measured.append(
+            (
+                f"{client} full-page {kind.upper()} screenshot ({num(size, 'MB')})",
+                shots[(client, kind, on)],
+                shots[(client, kind, off)],
+            )
+        )
+    rows = []
+    for what, with_log, without in measured:
+        a, b = Stats.of(with_log), Stats.of(without)
+        rows.append(
+            [
+                what,
+                f"{a.n} / {b.n}",
+                num(a.median, "ms"),
+                num(b.median, "ms"),
+                num(a.median - b.median, "ms"),
+                times(ratio(a.median, b.median)),
+                num(a.p90 - b.p90, "ms"),
+            ]
+        )
+
+    def round_medians(rounds: dict[str, list[list[float]]], route: str) -> str:
+        return " / ".join(num(Stats.of(r).median) for r in rounds[route])
+
+    report.add(
+        "**The CDP log tap** (`browserSettings.logSession`, on by default). Two more keepAlive sessions "
+        "on the same server, created alike (`recordSession: false` in both, so no screencast runs and "
+        "adds noise) except `logSession`: true in one, false in the other. Each has its own Playwright "
+        "client and raw CDP WebSocket through `connectUrl`, on `noise.html`; rounds alternate between "
+        f"the two sessions ({len(raw_rounds[on])} rounds of {LOG_RAW} raw and {len(evaluate[on])} of "
+        f"{LOG_EVALUATE} Playwright round trips per session, then {LOG_SCREENSHOTS} alternating "
+        "screenshots of each kind; this comparison took "
+        f"{time.monotonic() - deadline.end + deadline.seconds:.0f} s in all). The log tap copies the "
+        "head of each message (at most 16 KiB), so a screenshot's answer is where a copy per message "
+        "would show; JPEG rather than PNG because that work does not grow past 16 KiB and a JPEG "
+        "screenshot takes a third of the time, so more fit the budget. The two sessions are two "
+        "browsers (same binary, flags and page): a difference also holds whatever differs between two "
+        "Chromium instances.\n\n"
+        + table(
+            (
+                "ms per round trip",
+                "n (on / off)",
+                "log on (median)",
+                "log off (median)",
+                "on - off",
+                "on / off",
+                "on - off (p90)",
+            ),
+            rows,
+        )
+        + f"\n\nMedian of each round, raw `Runtime.evaluate`, log on: {round_medians(raw_rounds, on)} ms; "
+        f"log off: {round_medians(raw_rounds, off)} ms. Playwright, log on: {round_medians(evaluate, on)} "
+        f"ms; log off: {round_medians(evaluate, off)} ms. Entries in each session's CDP log "
+        f"(`GET /v1/sessions/{{id}}/logs`) afterwards: log on {entries[on]:,}, log off {entries[off]:,}."
+    )
+    if deadline.expired:
+        report.notes.append(
+            f"the CDP log comparison ran out of its {LOG_BUDGET_S:.0f} s budget: rounds left out"
+        )
 
 
 def run() -> Report:
