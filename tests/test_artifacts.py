@@ -342,7 +342,8 @@ def test_a_scrolled_animated_session_replays_and_exports(server: Server, site: s
     browser.close()
     wait_for(lambda: bb.sessions.retrieve(session.id).status == "COMPLETED")
 
-    wait_for(lambda: bb.sessions.replays.retrieve(session.id).page_count == 1, timeout=60)
+    # Encodes run one at a time after their sessions: this one may wait behind the suite's others.
+    wait_for(lambda: bb.sessions.replays.retrieve(session.id).page_count == 1, timeout=180)
     replay = bb.sessions.replays.retrieve(session.id).pages[0]
     with server.http(server.api_key) as http:
         recorded = http.get(f"/v1/sessions/{session.id}/pages").json()[0]
@@ -367,7 +368,7 @@ def test_a_scrolled_animated_session_replays_and_exports(server: Server, site: s
     bb.sessions.recording.downloads.create(session.id)
     wait_for(
         lambda: bb.sessions.recording.downloads.list(session.id).downloads[0].status == "COMPLETED",
-        timeout=60,
+        timeout=120,
     )
     export = bb.sessions.recording.downloads.list(session.id).downloads[0]
     assert export.page_id == "0" and export.download_url and export.completed_at

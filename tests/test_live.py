@@ -32,6 +32,9 @@ T = TypeVar("T")
 CHROMIUM = "/usr/bin/chromium"
 BLUE, RED = (30, 120, 220), (220, 60, 40)  # the button in tests/site/live.html, before and after a click
 
+# These tests watch tabs live; a recording of each would only queue encodes behind the suite's others.
+NOT_RECORDED: Any = {"record_session": False}
+
 
 # -- helpers -----------------------------------------------------------------------------------------
 
@@ -141,7 +144,7 @@ def viewer(viewer_browser: Any) -> Iterator[Callable[[str], Any]]:
 
 @pytest.fixture
 def tab(server: Server, site: str, playwright: Any) -> Iterator[Tab]:
-    session = server.sdk().sessions.create(keep_alive=True)
+    session = server.sdk().sessions.create(keep_alive=True, browser_settings=NOT_RECORDED)
     browser = playwright.chromium.connect_over_cdp(session.connect_url)
     page = browser.contexts[0].pages[0]
     page.goto(f"{site}/live.html")
@@ -398,7 +401,7 @@ async def upgrade_status(url: str) -> int:
 
 
 def test_an_ended_session_is_gone(server: Server) -> None:
-    session = server.sdk().sessions.create(keep_alive=True)
+    session = server.sdk().sessions.create(keep_alive=True, browser_settings=NOT_RECORDED)
     token = mint(server, session.id)
     assert httpx.get(view_url(server, token)).status_code == 200
     server.sdk().sessions.update(session.id, status="REQUEST_RELEASE")
@@ -432,7 +435,9 @@ def test_viewers_are_told_when_the_session_is_released(server: Server, tab: Tab,
 
 
 def test_viewers_do_not_keep_a_session_alive(server: Server, site: str, playwright: Any, viewer: Any) -> None:
-    session = server.sdk().sessions.create()  # no keepAlive: it ends when its last client leaves
+    session = server.sdk().sessions.create(
+        browser_settings=NOT_RECORDED
+    )  # no keepAlive: it ends when its last client leaves
     browser = playwright.chromium.connect_over_cdp(session.connect_url)
     browser.contexts[0].pages[0].goto(f"{site}/live.html")
     view = viewer(view_url(server, mint(server, session.id)))

@@ -21,6 +21,7 @@ from browserfleet.api.context import caller, services
 from browserfleet.api.errors import ApiError
 from browserfleet.api.schemas import timestamp
 from browserfleet.artifacts import cdplog
+from browserfleet.artifacts.layout import read_jsonl
 from browserfleet.sessions.manager import RUNNING
 from browserfleet.store.models import Download, Session
 
@@ -263,7 +264,7 @@ async def logs(request: web.Request) -> web.Response:
     if live_log is not None:
         live_log.flush()
     path = svc.artifacts.root.session(session.id).cdp_log
-    entries = await asyncio.to_thread(lambda: list(cdplog.read(path)))
+    entries = await asyncio.to_thread(cdplog.read, path)
     return web.json_response(entries, dumps=_dumps)
 
 
@@ -302,19 +303,8 @@ async def page_log(request: web.Request) -> web.Response:
     files = services(request).artifacts.root.session(session.id)
     kind = request.match_info["kind"]
     path = files.console_log(int(page)) if kind == "console" else files.network_log(int(page))
-    entries = await asyncio.to_thread(lambda: list(_jsonl(path)))
+    entries = await asyncio.to_thread(read_jsonl, path)
     return web.json_response(entries, dumps=_dumps)
-
-
-def _jsonl(path: Path) -> list[Any]:
-    if not path.exists():
-        return []
-    out = []
-    with path.open(encoding="utf-8") as stream:
-        for line in stream:
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-    return out
 
 
 @routes.get("/v1/sessions/{id}/metrics")

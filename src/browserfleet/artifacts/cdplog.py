@@ -15,9 +15,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from browserfleet.artifacts.layout import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +266,6 @@ def _raw_body(kept: bytes, size: int) -> str:
     return text
 
 
-def read(path: Path) -> Iterator[dict[str, Any]]:
+def read(path: Path) -> list[dict[str, Any]]:
     """The log's entries in the order commands were sent and events arrived."""
-    if not path.exists():
-        return iter(())
-    entries = []
-    with path.open(encoding="utf-8") as stream:
-        for line in stream:
-            with contextlib.suppress(ValueError):
-                entries.append(json.loads(line))
-    entries.sort(key=lambda entry: entry.get("timestamp", 0))
-    return iter(entries)
+    return sorted(read_jsonl(path), key=lambda entry: entry.get("timestamp", 0))

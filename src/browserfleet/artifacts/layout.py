@@ -6,9 +6,12 @@ retention.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,15 @@ class ArtifactRoot:
 
     def remove(self, session_id: str) -> None:
         shutil.rmtree(self.session(session_id).root, ignore_errors=True)
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """The objects of a JSON-lines artifact; a torn last line (a crash mid-write) is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out

@@ -74,10 +74,10 @@ class Artifacts:
             self._sampling = asyncio.create_task(self._sample_forever(), name="sampler")
 
     async def _start(self, tracked: Tracked) -> None:
+        await tracked.capture.start()  # first: a client's connect waits for it
         async with self._sampler_lock:
-            await asyncio.to_thread(tracked.sampler.sample)
+            await asyncio.to_thread(tracked.sampler.sample, False)  # CPU counts from here, not the pool
             tracked.baselined = True
-        await tracked.capture.start()
 
     async def ended(self, live: LiveSession, row: Session) -> None:
         tracked = self.sessions.get(live.id)

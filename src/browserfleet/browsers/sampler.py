@@ -21,8 +21,9 @@ class TreeSampler:
         self._cpu: dict[int, float] = {}  # cumulative CPU seconds per live process at the last sample
         self._at = time.monotonic()
 
-    def sample(self) -> Sample | None:
-        """None once the browser itself is gone."""
+    def sample(self, with_memory: bool = True) -> Sample | None:
+        """None once the browser itself is gone. Without `with_memory`, only CPU is read (PSS means reading
+        every process's smaps, which costs milliseconds per process), and `memory_bytes` is 0."""
         try:
             root = psutil.Process(self.pid)
             procs = [root, *root.children(recursive=True)]
@@ -36,7 +37,8 @@ class TreeSampler:
                 with proc.oneshot():
                     times = proc.cpu_times()
                     cpu[proc.pid] = times.user + times.system
-                    memory += proc.memory_full_info().pss
+                    if with_memory:
+                        memory += proc.memory_full_info().pss
             except psutil.Error:
                 continue
         used = sum(cpu[pid] - self._cpu.get(pid, 0.0) for pid in cpu)

@@ -243,18 +243,18 @@ class SessionManager:
     # -- clients (called by the gateway) ---------------------------------------------------------
 
     def attach(self, session_id: str, close: Closer) -> LiveSession:
-        live = self.live.get(session_id)
-        if live is None:
-            raise Gone(f"Session {session_id} has ended; create a new one")
-        live.clients.add(close)
-        return live
+        """A client: it keeps the session alive, and the last one leaving may end it."""
+        return self._join(session_id, close, counted=True)
 
     def watch(self, session_id: str, close: Closer) -> LiveSession:
         """A viewer (live view, DevTools): closed when the session ends, but never keeps it alive."""
+        return self._join(session_id, close, counted=False)
+
+    def _join(self, session_id: str, close: Closer, counted: bool) -> LiveSession:
         live = self.live.get(session_id)
         if live is None:
-            raise Gone(f"Session {session_id} has ended")
-        live.watchers.add(close)
+            raise Gone(f"Session {session_id} has ended; create a new one")
+        (live.clients if counted else live.watchers).add(close)
         return live
 
     def unwatch(self, live: LiveSession, close: Closer) -> None:
