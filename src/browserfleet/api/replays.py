@@ -222,7 +222,8 @@ async def _recorded_pages(svc: Services, session: Session) -> list[SessionPage]:
         )
     if not setting(session, "recordSession"):
         raise ApiError(422, f"Session {session.id} was not recorded (recordSession: false)")
-    return [page for page in await svc.store.pages(session.id) if page.recording != "OFF"]
+    # Tabs that never showed a frame have no video to export: they are not listed.
+    return [page for page in await svc.store.pages(session.id) if page.recording not in ("OFF", "EMPTY")]
 
 
 @routes.post("/v1/sessions/{id}/recording/downloads")

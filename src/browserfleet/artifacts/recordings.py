@@ -129,8 +129,12 @@ class Recordings:
         page = await self.store.page(session_id, page_index)
         if page is None:
             return
-        if page.recording in ("RECORDING", "ENCODING"):
-            await self.encode_later(session_id, page_index)  # picks up the PENDING export itself
+        frames = self.root.session(session_id).frames(page_index)
+        retry = page.recording == "FAILED" and await asyncio.to_thread(frames.exists)
+        if page.recording in ("RECORDING", "ENCODING") or retry:
+            # A failed encode keeps its frame log: asking for the MP4 again retries it, as the
+            # contract's "re-POST retries failures" says. The encode picks up the PENDING export.
+            await self.encode_later(session_id, page_index)
             return
         if page.recording != "READY":
             await self.store.update_page(session_id, page_index, mp4_status="FAILED")
