@@ -214,7 +214,12 @@ class SessionManager:
         del self.live[live.id]  # frees the concurrency slot at once
         if live.timer is not None:
             live.timer.cancel()
-        await self.store.end_session(live.id, status, utcnow(), reason)
+        ended = utcnow()
+        if status == TIMED_OUT:
+            # The loop's timers may fire a millisecond early (uvloop rounds to whole ms): a session
+            # never times out before its expiresAt.
+            ended = max(ended, live.expires_at)
+        await self.store.end_session(live.id, status, ended, reason)
         closers = [*live.clients, *live.watchers]
         live.clients.clear()
         live.watchers.clear()
