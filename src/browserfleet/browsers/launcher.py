@@ -204,6 +204,11 @@ class Launcher:
         except (OSError, subprocess.SubprocessError) as exc:
             remove_profile(profile)
             raise LaunchError(f"cannot start {self.executable}: {exc}") from exc
+        except BaseException:
+            # Cancelled while spawning (the pool closing at shutdown): asyncio kills a process it was
+            # still starting, but the profile made for it is ours to remove.
+            remove_profile(profile)
+            raise
         assert proc.stderr is not None
         tail: collections.deque[str] = collections.deque(maxlen=20)
         browser = Browser(
