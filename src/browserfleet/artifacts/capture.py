@@ -152,7 +152,8 @@ class SessionCapture:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         end_ms = int(ended.timestamp() * 1000)
         for page in self.pages.values():
-            await self._close_page(page, page.closed_ms or end_ms)
+            if page.closed_ms is None:  # tabs closed earlier were stored as closed then
+                await self._close_page(page, end_ms)
         return [page for page in self.pages.values() if page.frames is not None]
 
     async def _close_page(self, page: Page, end_ms: int) -> None:

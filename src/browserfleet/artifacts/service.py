@@ -148,11 +148,11 @@ class Artifacts:
                 )
             )
         if rows:
-            await self.store.add_samples(rows)
-            for row in rows:
-                tracked = sessions[row.session_id]
-                await self.store.update_session(
-                    row.session_id,
-                    avg_cpu_usage=round(statistics.fmean(tracked.cpu)),
-                    memory_usage=tracked.peak_memory,
+            totals = {
+                row.session_id: (
+                    round(statistics.fmean(sessions[row.session_id].cpu)),
+                    sessions[row.session_id].peak_memory,
                 )
+                for row in rows
+            }
+            await self.store.add_samples(rows, totals)

@@ -264,9 +264,16 @@ class Store:
 
     # -- CPU and memory samples ------------------------------------------------------------------
 
-    async def add_samples(self, samples: Sequence[SessionSample]) -> None:
+    async def add_samples(self, samples: Sequence[SessionSample], totals: dict[str, tuple[int, int]]) -> None:
+        """One pass of samples, and each session's (avgCpuUsage, memoryUsage) so far: one transaction."""
         async with self._sessions.begin() as s:
             s.add_all(samples)
+            for session_id, (cpu, memory) in totals.items():
+                await s.execute(
+                    update(Session)
+                    .where(Session.id == session_id)
+                    .values(avg_cpu_usage=cpu, memory_usage=memory)
+                )
 
     async def samples(self, session_id: str) -> Sequence[SessionSample]:
         async with self._sessions() as s:
