@@ -5,7 +5,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 NODE_DIR  := tests/node
-APT_PKGS  := chromium chromium-driver
+APT_PKGS  := chromium chromium-driver bubblewrap
 # Tests run with loopback only: nothing they start may send a packet off 127.0.0.1.
 NETNS     := unshare --net sh -c 'ip link set lo up && exec "$$0" "$$@"'
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -17,6 +17,17 @@ def default_pool_size() -> int:
     return int(max(1, min(2 * (os.cpu_count() or 1), 8, by_memory)))
 
 
+def default_session_memory_mb() -> int:
+    """A quarter of the machine's memory, at least 1 GiB and at most 8 GiB."""
+    quarter = psutil.virtual_memory().total // (4 * 1024 * 1024)
+    return int(min(8192, max(1024, quarter)))
+
+
+def default_session_cpus() -> float:
+    """Half the machine's cores, at least one: one busy session cannot take the whole host."""
+    return max(1.0, (os.cpu_count() or 2) / 2)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BROWSERFLEET_", extra="ignore")
 
@@ -51,6 +62,17 @@ class Settings(BaseSettings):
     sample_interval: float = Field(default=5.0, gt=0)
     # Largest file `POST /v1/sessions/{id}/uploads` accepts.
     max_upload_mb: int = Field(default=100, ge=1)
+
+    # The sandbox (docs/security.md): where the host cannot give browsers Chromium's own sandbox, they
+    # are not started at all unless the operator accepts running them without it.
+    allow_unsandboxed: bool = False
+    # Jailed browsers run as uids base .. base+count-1, one per running browser (no /etc/passwd entry).
+    sandbox_uid_base: int = Field(default=800_000, ge=1000)
+    sandbox_uid_count: int = Field(default=4096, ge=1)
+    # Per-browser limits where the host has cgroups (0 turns one off).
+    session_memory_mb: int = Field(default_factory=lambda: default_session_memory_mb(), ge=0)
+    session_cpus: float = Field(default_factory=lambda: default_session_cpus(), ge=0)
+    session_pids: int = Field(default=2048, ge=0)
 
     @field_validator("public_url")
     @classmethod

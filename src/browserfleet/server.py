@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 
 import uvloop
@@ -18,8 +19,9 @@ from browserfleet.artifacts.layout import ArtifactRoot
 from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
 from browserfleet.bootstrap import bootstrap
-from browserfleet.browsers import netns, process
-from browserfleet.browsers.launcher import Launcher
+from browserfleet.browsers import cgroups, netns, process, sandbox
+from browserfleet.browsers.launcher import Launcher, Walls
+from browserfleet.browsers.sandbox import Mode
 from browserfleet.cluster.local import LocalRunner
 from browserfleet.config import Settings
 from browserfleet.gateway import debug as debug_routes
@@ -33,14 +35,70 @@ from browserfleet.store.repo import Store
 log = logging.getLogger(__name__)
 
 
-async def build_app(settings: Settings, console: Console | None = None) -> web.Application:
+def walls(settings: Settings) -> tuple[Walls, list[str]]:
+    """What will stand around each browser on this host, and the start-up report lines saying so."""
+    support = sandbox.probe(settings.sandbox_uid_base)
+    mode = support.best
+    report: list[str] = []
+    refusal: str | None = None
+    if mode is Mode.JAILED:
+        report.append("sandbox: jailed (own uid, mount/PID/IPC namespaces, Chromium's sandbox)")
+    elif mode is Mode.CHROMIUM_SANDBOX:
+        report.append(f"sandbox: Chromium's own only ({support.missing()})")
+    elif settings.allow_unsandboxed:
+        report.append(f"sandbox: OFF, allowed by BROWSERFLEET_ALLOW_UNSANDBOXED ({support.missing()})")
+    else:
+        refusal = (
+            f"browsers cannot be sandboxed on this host ({support.missing()}); set "
+            "BROWSERFLEET_ALLOW_UNSANDBOXED=true to run them without a sandbox"
+        )
+        report.append(f"sandbox: unavailable, so no browser will start: {refusal}")
+    hierarchy = cgroups.detect(settings.data_dir) if os.geteuid() == 0 else cgroups.Hierarchy()
+    limits = cgroups.Limits(
+        memory_bytes=settings.session_memory_mb * 1024 * 1024 or None,
+        cpu_cores=settings.session_cpus or None,
+        pids=settings.session_pids or None,
+    )
+    enforced = [
+        f"memory {settings.session_memory_mb} MB"
+        if "memory" in hierarchy.controllers and limits.memory_bytes
+        else "",
+        f"cpu {settings.session_cpus:g} cores" if "cpu" in hierarchy.controllers and limits.cpu_cores else "",
+        f"pids {settings.session_pids}" if "pids" in hierarchy.controllers and limits.pids else "",
+    ]
+    limited = ", ".join(e for e in enforced if e) or "none"
+    report.append(f"cgroups: {hierarchy.describe()}; per-session limits enforced: {limited}")
+    return (
+        Walls(
+            mode,
+            support,
+            hierarchy,
+            limits,
+            settings.sandbox_uid_base,
+            settings.sandbox_uid_count,
+            refusal,
+        ),
+        report,
+    )
+
+
+def _private(settings: Settings) -> None:
+    """Only the server may read the data dir (its database, secrets, every session's files)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
+
+
+async def build_app(settings: Settings, console: Console | None = None) -> web.Application:
+    _private(settings)
     process.become_subreaper()
     store = await Store.open(settings.database)
     project, new_key = await bootstrap(store, settings)
     isolate = netns.supported() if settings.isolate_network is None else settings.isolate_network
     if not isolate:
         log.warning("browsers share the host's network: their debugging ports are reachable from this host")
+    browser_walls, report = walls(settings)
+    for line in report:
+        (log.warning if browser_walls.refusal or "OFF" in line else log.info)(line)
     launcher = Launcher(
         settings.chromium_path,
         settings.extra_chromium_args,
@@ -48,10 +106,10 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         settings.launch_timeout,
         isolate=isolate,
         allow_loopback=settings.allow_loopback,
+        walls=browser_walls,
     )
-    runner = LocalRunner(
-        launcher, settings.pool_size, settings.max_parallel_launches, settings.pool_min_free_mb
-    )
+    pool_size = 0 if browser_walls.refusal else settings.pool_size
+    runner = LocalRunner(launcher, pool_size, settings.max_parallel_launches, settings.pool_min_free_mb)
     manager = SessionManager(store, runner)
     artifact_root = ArtifactRoot(settings.artifacts_dir)
     recordings = Recordings(artifact_root, store)
@@ -94,6 +152,8 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     app.on_cleanup.append(close_store)
 
     if console is not None:
+        for line in report:
+            console.print(line, style="bold red" if browser_walls.refusal else None, markup=False)
         if reaped:
             console.print(f"[yellow]Killed {reaped} browser processes left by a previous run[/]")
         console.print(f"Project [bold]{project.name}[/] ({project.id}), concurrency {project.concurrency}")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from browserfleet.browsers import egress
 
 # Lean and quiet: no first-run UI, no background traffic to Google (updates, sync, safe browsing,
@@ -37,10 +34,11 @@ DEFAULT_FLAGS = (
 EGRESS_FLAGS = (f"--proxy-server=http://127.0.0.1:{egress.PORT}", "--proxy-bypass-list=<-loopback>")
 
 
-def command_line(executable: str, profile_dir: Path, extra: list[str]) -> list[str]:
-    args = [executable, *DEFAULT_FLAGS, f"--user-data-dir={profile_dir}"]
-    if os.geteuid() == 0:
-        args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root.
+def command_line(executable: str, user_data_dir: str, extra: list[str], sandbox: bool) -> list[str]:
+    """Chromium's arguments; `user_data_dir` as the browser will see it (inside its jail, if any)."""
+    args = [executable, *DEFAULT_FLAGS, f"--user-data-dir={user_data_dir}"]
+    if not sandbox:
+        args.append("--no-sandbox")  # only when the operator allowed unsandboxed browsers
     args.extend(extra)
     args.append("about:blank")  # the one open page every client expects in contexts[0]
     return args

@@ -1,9 +1,11 @@
-"""Starting Chromium with a fresh profile and handing out a supervised `Browser`."""
+"""Starting Chromium with a fresh profile, inside the walls the host allows (`sandbox`, `cgroups`, `netns`),
+and handing out a supervised `Browser`."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import collections.abc
 import contextlib
 import json
 import logging
@@ -20,8 +22,9 @@ from typing import Any
 
 import psutil
 
-from browserfleet.browsers import flags, netns, process
+from browserfleet.browsers import cgroups, flags, netns, process, sandbox
 from browserfleet.browsers.egress import EgressProxy
+from browserfleet.browsers.sandbox import Mode, View
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,8 @@ class Browser:
 
     With `netns_fd` set, the browser lives in a network namespace of its own: its debugging port is
     reachable only through sockets this server creates there (`connect_socket`), and its only way out is
-    its `egress` proxy.
+    its `egress` proxy. `view` translates paths between the host and what the browser sees; `uid` is the
+    unprivileged user a jailed browser runs as, `groups` its cgroups (limits and the exact kill).
     """
 
     pid: int
@@ -61,6 +65,10 @@ class Browser:
     launch_ms: float
     netns_fd: int | None = None
     egress: EgressProxy | None = None
+    view: View | None = None
+    uid: int | None = None
+    groups: cgroups.BrowserGroups | None = None
+    on_closed: collections.abc.Callable[[Browser], None] | None = None
     version: dict[str, Any] = field(default_factory=dict)
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     _watch: asyncio.Task[int] | None = None
@@ -103,7 +111,25 @@ class Browser:
 
     @property
     def downloads_dir(self) -> Path:
+        """Where downloads land, on the host (`seen` gives the browser's own name for it)."""
         return self.profile_dir / "downloads"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where the session's uploads are offered to the browser (read-only to it), on the host."""
+        return self.profile_dir / "uploads"
+
+    def seen(self, host_path: Path) -> str:
+        """A path of this browser's profile as the browser itself names it."""
+        return (self.view or View(self.profile_dir)).to_browser(host_path)
+
+    def on_host(self, browser_path: str) -> Path | None:
+        """The host path of a file the browser names, if it is inside its profile (lexically)."""
+        return (self.view or View(self.profile_dir)).to_host(browser_path)
+
+    @property
+    def uploads_seen(self) -> str:
+        return (self.view or View(self.profile_dir)).uploads
 
     @property
     def exited(self) -> asyncio.Task[int]:
@@ -116,6 +142,8 @@ class Browser:
 
     async def close(self) -> None:
         """Kill the whole process tree, reap it and remove the profile. Safe to call twice."""
+        if self.groups is not None:
+            self.groups.kill()  # exact: every process of the browser, double-forked ones included
         pids = process.kill_tree(self.pid, str(self.profile_dir))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self.exited), timeout=10)
@@ -133,7 +161,15 @@ class Browser:
         if self.netns_fd is not None:
             os.close(self.netns_fd)
             self.netns_fd = None
+        if self.groups is not None:
+            groups, self.groups = self.groups, None
+            if not await asyncio.to_thread(groups.remove):
+                log.warning("browser %s: cgroups still busy after the kill: %s", self.pid, groups.dirs)
+                self.uid = None  # never hand its uid to another browser while something may run as it
         await asyncio.to_thread(remove_profile, self.profile_dir)
+        if self.on_closed is not None:
+            on_closed, self.on_closed = self.on_closed, None
+            on_closed(self)
 
 
 # Browser pids asyncio's child watcher waits for: reaping them here would steal their exit codes.
@@ -147,21 +183,17 @@ def _exists(pid: int) -> bool:
         return False
 
 
-def _environment(profile: Path, shared_cache: Path) -> dict[str, str]:
-    # Chromium writes crash reports and default downloads under HOME and XDG_CONFIG_HOME: keep them in
-    # the profile, so they go with it, and so its crash handlers' command lines name the profile.
-    # XDG_CACHE_HOME holds fontconfig's cache, which costs ~250 ms a launch to rebuild: share it.
-    # (With --user-data-dir, Chromium keeps its HTTP cache inside the profile, not here.)
-    # TMPDIR too: Chromium keeps its process-singleton socket in a temp dir it cannot remove when killed
-    # (thousands of /tmp/org.chromium.Chromium.* were left behind before this). The socket's path must
-    # fit in 108 bytes, so the dir is a short one in the system temp dir, linked from the profile.
-    return {
-        **os.environ,
-        "TMPDIR": str((profile / "tmp").readlink()),
-        "HOME": str(profile / "home"),
-        "XDG_CONFIG_HOME": str(profile / "xdg-config"),
-        "XDG_CACHE_HOME": str(shared_cache),
-    }
+@dataclass(frozen=True)
+class Walls:
+    """What stands around each browser: the sandbox mode, its cgroups and their limits, the uids."""
+
+    mode: Mode
+    support: sandbox.Support | None = None
+    hierarchy: cgroups.Hierarchy | None = None
+    limits: cgroups.Limits = field(default_factory=cgroups.Limits)
+    uid_base: int = 800_000
+    uid_count: int = 4096
+    refusal: str | None = None  # why no browser may start here (no sandbox, and the operator did not opt in)
 
 
 class Launcher:
@@ -173,6 +205,7 @@ class Launcher:
         timeout: float,
         isolate: bool,
         allow_loopback: bool = False,
+        walls: Walls | None = None,
     ) -> None:
         self.allow_loopback = allow_loopback
         self.executable = executable
@@ -180,39 +213,119 @@ class Launcher:
         self.profiles_root = profiles_root
         self.timeout = timeout
         self.isolate = isolate
+        self.walls = walls or Walls(Mode.UNSANDBOXED)
+        self.uids = sandbox.UidPool(self.walls.uid_base, self.walls.uid_count)
         profiles_root.mkdir(parents=True, exist_ok=True)
-        self.shared_cache = profiles_root.parent / "cache"
-        self.shared_cache.mkdir(exist_ok=True)
+
+    @property
+    def jailed(self) -> bool:
+        return self.walls.mode is Mode.JAILED
+
+    def _make_profile(self, uid: int | None) -> Path:
+        """A fresh profile: root-owned at the top (the browser cannot rename what the server reads), its
+        subdirectories the browser's own, and `uploads` read-only to it."""
+        profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX, dir=self.profiles_root))
+        for sub in ("home", "downloads", "user-data", "xdg-config", "cache"):
+            (profile / sub).mkdir()
+            if uid is not None:
+                os.chown(profile / sub, uid, uid)
+        (profile / "uploads").mkdir(mode=0o755)
+        if uid is not None:
+            profile.chmod(0o755)
+        else:
+            # Chromium keeps its process-singleton socket in a temp dir it cannot remove when killed
+            # (thousands of /tmp/org.chromium.Chromium.* were left behind): keep it with the profile. The
+            # socket's path must fit in 108 bytes, so the dir is a short one in /tmp, linked from here.
+            # (A jailed browser has a private /tmp that goes with its mount namespace.)
+            (profile / "tmp").symlink_to(tempfile.mkdtemp(prefix=TMP_PREFIX))
+        return profile
+
+    def _command(self, profile: Path, uid: int | None) -> tuple[list[str], dict[str, str], View]:
+        extra = [*flags.EGRESS_FLAGS, *self.extra_args] if self.isolate else self.extra_args
+        sandboxed = self.walls.mode is not Mode.UNSANDBOXED
+        if self.jailed:
+            assert self.walls.support is not None and uid is not None
+            view = View(profile, sandbox.INSIDE_PROFILE)
+            chromium = flags.command_line(
+                self.executable, view.to_browser(profile / "user-data"), extra, True
+            )
+            command = sandbox.jail_command(self.walls.support, chromium, profile, uid)
+            return command, {"PATH": "/usr/bin:/bin"}, view
+        view = View(profile)
+        command = flags.command_line(self.executable, str(profile / "user-data"), extra, sandboxed)
+        return command, sandbox.environment(profile, str((profile / "tmp").readlink())), view
 
     async def launch(self) -> Browser:
-        profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX, dir=self.profiles_root))
-        for sub in ("home", "downloads"):
-            (profile / sub).mkdir()
-        (profile / "tmp").symlink_to(tempfile.mkdtemp(prefix=TMP_PREFIX))
+        if self.walls.refusal is not None:
+            raise LaunchError(self.walls.refusal)
+        uid = self.uids.take() if self.jailed else None
+        try:
+            return await self._launch(uid)
+        except BaseException:
+            if uid is not None:
+                self.uids.give_back(uid)
+            raise
+
+    async def _launch(self, uid: int | None) -> Browser:
+        profile = await asyncio.to_thread(self._make_profile, uid)
+        groups: cgroups.BrowserGroups | None = None
+        try:
+            if self.walls.hierarchy is not None and self.walls.hierarchy.usable:
+                groups = await asyncio.to_thread(
+                    cgroups.BrowserGroups.create, self.walls.hierarchy, profile.name, self.walls.limits
+                )
+            command, env, view = self._command(profile, uid)
+        except OSError as exc:
+            if groups is not None:
+                groups.remove()
+            remove_profile(profile)
+            raise LaunchError(f"cannot prepare the browser's profile or cgroups: {exc}") from exc
+        isolate = self.isolate
+
+        def in_child() -> None:  # between fork and exec: only what must happen before Chromium runs
+            if isolate:
+                netns.enter_new()
+            if groups is not None:
+                groups.join()
+
         started = time.perf_counter()
-        extra = [*flags.EGRESS_FLAGS, *self.extra_args] if self.isolate else self.extra_args
         try:
             proc = await asyncio.create_subprocess_exec(
-                *flags.command_line(self.executable, profile / "user-data", extra),
+                *command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: one killpg takes the whole tree
-                env=_environment(profile, self.shared_cache),
-                preexec_fn=netns.enter_new if self.isolate else None,
+                env=env,
+                preexec_fn=in_child,
             )
         except (OSError, subprocess.SubprocessError) as exc:
+            if groups is not None:
+                groups.remove()
             remove_profile(profile)
             raise LaunchError(f"cannot start {self.executable}: {exc}") from exc
         except BaseException:
             # Cancelled while spawning (the pool closing at shutdown): asyncio kills a process it was
             # still starting, but the profile made for it is ours to remove.
+            if groups is not None:
+                groups.kill()
+                groups.remove()
             remove_profile(profile)
             raise
         assert proc.stderr is not None
         tail: collections.deque[str] = collections.deque(maxlen=20)
         browser = Browser(
-            pid=proc.pid, port=0, ws_url="", profile_dir=profile, proc=proc, launch_ms=0, stderr_tail=tail
+            pid=proc.pid,
+            port=0,
+            ws_url="",
+            profile_dir=profile,
+            proc=proc,
+            launch_ms=0,
+            stderr_tail=tail,
+            view=view,
+            uid=uid,
+            groups=groups,
+            on_closed=self._closed,
         )
         _watched.add(proc.pid)
         browser._watch = asyncio.create_task(_wait(proc), name=f"chromium-{proc.pid}-wait")
@@ -238,13 +351,25 @@ class Launcher:
         browser._drain = asyncio.create_task(_drain(proc.stderr, tail), name=f"chromium-{proc.pid}-stderr")
         return browser
 
+    def _closed(self, browser: Browser) -> None:
+        if browser.uid is not None:
+            self.uids.give_back(browser.uid)
+
     def reap_orphans(self) -> int:
         """Kill browsers a previous server left running on this data dir and remove their profiles."""
         killed: set[int] = set()
+        hierarchy = self.walls.hierarchy
+        left = cgroups.leftovers(hierarchy) if hierarchy is not None else []
+        for groups in left:
+            killed.update(groups.pids())
+            groups.kill()
         for proc in process.mentioning(str(self.profiles_root)):
             if proc.pid not in killed:
                 killed.update(process.kill_tree(proc.pid))
         process.reap_adopted(keep=_watched)
+        for groups in left:
+            groups.remove()
+            process.reap_adopted(keep=_watched)
         for path in self.profiles_root.glob(PROFILE_PREFIX + "*"):
             remove_profile(path)
         return len(killed)

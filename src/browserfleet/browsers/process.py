@@ -34,14 +34,21 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _flag_under(arg: str, root: str) -> bool:
-    """`--name=<path under root>`: how Chromium and its crash handler are told their profile."""
+    """`--name=<path under root>` (how Chromium and its crash handler are told their profile), or the
+    path itself as an argument (how bubblewrap is told what to bind into a jail)."""
     name, sep, value = arg.partition("=")
-    return bool(sep) and name.startswith("--") and (value == root or value.startswith(root.rstrip("/") + "/"))
+    if sep and name.startswith("--"):
+        return _under(value, root)
+    return arg.startswith("/") and _under(arg, root)
 
 
 def mentioning(root: str) -> list[psutil.Process]:
-    """Processes given a path under `root` as a `--flag=` value (a browser profile, its crash database)."""
+    """Processes given a path under `root` as an argument (a browser profile, its crash database)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         if proc.pid != os.getpid() and any(_flag_under(arg, root) for arg in proc.info.get("cmdline") or []):
