@@ -207,8 +207,8 @@ def _remove(folder: Path, names: list[str]) -> None:
 
 @routes.post("/v1/sessions/{id}/uploads")
 async def upload(request: web.Request) -> web.Response:
-    """A file for the session's browser: `/tmp/.uploads/<name>` in CDP file commands (the gateway maps it)
-    or its path on this host, `<data dir>/sessions/<id>/uploads/<name>`."""
+    """A file for the session's browser: `/tmp/.uploads/<name>` in CDP file commands. The kept copy is
+    `<data dir>/sessions/<id>/uploads/<name>`; the browser sees it read-only in its own uploads folder."""
     session = await own_session(request)
     if session.status != RUNNING:
         raise ApiError(410, f"Session {session.id} has ended; upload files to a running session")
@@ -245,6 +245,8 @@ async def upload(request: web.Request) -> web.Response:
                     raise ApiError(413, f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
                 await asyncio.to_thread(out.write, chunk)
         await asyncio.to_thread(partial.replace, target)
+        await asyncio.to_thread(target.chmod, 0o644)
+        await asyncio.to_thread(svc.artifacts.offer_upload, session.id, target)
     finally:
         with contextlib.suppress(OSError):
             await asyncio.to_thread(partial.unlink, missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import mimetypes
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -128,7 +130,7 @@ class SessionCapture:
                 "Browser.setDownloadBehavior",
                 {
                     "behavior": "allowAndName",
-                    "downloadPath": str(self.browser.downloads_dir),
+                    "downloadPath": self.browser.seen(self.browser.downloads_dir),
                     "eventsEnabled": True,
                 },
             )
@@ -328,25 +330,27 @@ class SessionCapture:
         state = params.get("state")
         if state == "canceled":
             self._downloads.pop(params.get("guid", ""), None)
-        elif state == "completed" and params.get("filePath"):
+        elif state == "completed" and isinstance(params.get("filePath"), str):
             begun = self._downloads.pop(params.get("guid", ""), {})
-            self._spawn(self._save_download(Path(params["filePath"]), begun))
+            self._spawn(self._save_download(params["filePath"], begun))
 
-    async def _save_download(self, landed: Path, begun: dict[str, Any]) -> None:
-        # Only files inside this browser's profile: the path comes from the browser, but never trust a
-        # path to decide what the server moves.
-        source, profile = await asyncio.to_thread(
-            lambda: (landed.resolve(), self.browser.profile_dir.resolve())
-        )
-        if not source.is_relative_to(profile) or not await asyncio.to_thread(source.is_file):
-            log.warning("session %s: download outside its profile ignored: %s", self.session_id, landed)
+    async def _save_download(self, file_path: str, begun: dict[str, Any]) -> None:
+        # Only files in this browser's downloads folder: the path comes from the browser, which may be
+        # hostile, so it is never trusted to decide what the server moves (see _move_and_hash).
+        landed = self.browser.on_host(file_path)
+        if landed is None or landed.parent != self.browser.downloads_dir:
+            log.warning("session %s: download outside its folder ignored", self.session_id)
             return
-        name = _safe_name(str(begun.get("suggestedFilename") or source.name))
+        name = _safe_name(str(begun.get("suggestedFilename") or landed.name))
         stem, ext = os.path.splitext(name)
         stamp = now_ms()
         while (target := self.files.downloads / f"{stem}-{stamp}{ext}").exists():
             stamp += 1
-        size, checksum = await asyncio.to_thread(_move_and_hash, source, target)
+        try:
+            size, checksum = await asyncio.to_thread(_move_and_hash, landed, target)
+        except (OSError, ValueError) as exc:
+            log.warning("session %s: download not saved: %s", self.session_id, exc)
+            return
         await self.store.add_download(
             Download(
                 id=str(uuid.uuid4()),
@@ -363,12 +367,39 @@ class SessionCapture:
 
 
 def _move_and_hash(source: Path, target: Path) -> tuple[int, str]:
-    shutil.move(source, target)
-    digest = hashlib.sha256()
-    with target.open("rb") as stream:
+    """Move a regular file the browser wrote out of its profile, and hash it.
+
+    The browser owns its downloads folder, so it could put a link there (to a host file) or swap one in
+    while this runs: the file is opened without following links, checked to be a plain file with one
+    name, renamed, and the renamed name checked to still be that very file. Refused otherwise.
+    """
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise ValueError(f"{source.name} is not a plain file of the browser's own")
+        try:
+            os.rename(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            with target.open("xb") as out:  # another filesystem: copy from the file already open
+                shutil.copyfileobj(stream, out, 1 << 20)
+            stream.seek(0)
+            source.unlink(missing_ok=True)
+        else:
+            moved = os.stat(target, follow_symlinks=False)
+            if (moved.st_ino, moved.st_dev) != (info.st_ino, info.st_dev):
+                target.unlink(missing_ok=True)
+                raise ValueError(f"{source.name} changed while it was being saved")
+        if os.geteuid() == 0:
+            os.chown(target, 0, 0, follow_symlinks=False)
+        digest = hashlib.sha256()
+        size = 0
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
-    return target.stat().st_size, digest.hexdigest()
+            size += len(chunk)
+        return size, digest.hexdigest()
 
 
 def _safe_name(name: str) -> str:

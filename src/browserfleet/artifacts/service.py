@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from browserfleet.artifacts.capture import SessionCapture
 from browserfleet.artifacts.cdplog import CdpLog
@@ -52,6 +55,24 @@ class Artifacts:
         self.sessions: dict[str, Tracked] = {}
         self._sampling: asyncio.Task[None] | None = None
         self._sampler_lock = asyncio.Lock()  # samplers keep state: one pass at a time
+
+    def offer_upload(self, session_id: str, stored: Path) -> bool:
+        """Show an uploaded file to the session's running browser (read-only, in its uploads folder).
+
+        A hard link of the kept copy: no second copy on disk, and the browser, whose uid does not own
+        it, can read it but not change it. False when the session's browser is gone.
+        """
+        tracked = self.sessions.get(session_id)
+        if tracked is None:
+            return False
+        shown = tracked.capture.browser.uploads_dir / stored.name
+        shown.unlink(missing_ok=True)
+        try:
+            os.link(stored, shown)
+        except OSError:
+            shutil.copyfile(stored, shown)  # another filesystem
+        shown.chmod(0o644)
+        return True
 
     # -- SessionObserver -------------------------------------------------------------------------
 

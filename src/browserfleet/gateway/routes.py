@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -79,14 +80,16 @@ async def relay(
     finally:
         link.close()
         if counted:
-            svc.manager.detach(live, close)
+            svc.manager.detach(live, close, browser_lost=link.browser_lost)
         else:
             svc.manager.unwatch(live, close)
     return response
 
 
 def policy_for(svc: Services, live: LiveSession) -> Policy:
-    return Policy(live.browser.downloads_dir, svc.artifacts.root.session(live.id).uploads)
+    """The session's policy, with its folders as its browser sees them (inside its jail, if any)."""
+    browser = live.browser
+    return Policy(Path(browser.seen(browser.downloads_dir)), Path(browser.uploads_seen))
 
 
 async def _tap(svc: Services, session_id: str, target_id: str | None) -> LinkTap | None:
