@@ -59,6 +59,7 @@ class Link:
         self.client: asyncio.Transport | None = None
         self.browser: asyncio.Transport | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.browser_lost = False  # the browser's side closed before the client's
         self._pending = bytearray()  # client bytes not yet a whole frame
         self._fragments: list[bytes] | None = None  # a fragmented text message being reassembled
         self._draining: asyncio.TimerHandle | None = None
@@ -284,6 +285,8 @@ class BrowserSide(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
             self.ready.set_exception(HandshakeError("browser closed the connection"))
+        if not self.link.done.done():
+            self.link.browser_lost = True  # the browser went first: it may be crashing
         self.link.close()
 
 

@@ -22,6 +22,7 @@ from browserfleet.store.repo import Store
 log = logging.getLogger(__name__)
 
 RUNNING, COMPLETED, TIMED_OUT, ERROR = "RUNNING", "COMPLETED", "TIMED_OUT", "ERROR"
+CRASH_GRACE = 2.0  # seconds to wait for a browser whose connection dropped to be seen exiting
 
 
 def utcnow() -> datetime:
@@ -169,13 +170,14 @@ class SessionManager:
         return row
 
     async def _watch_browser(self, live: LiveSession) -> None:
-        code = await asyncio.shield(live.browser.exited)  # cancelling the watcher must not cancel the wait
-        if self.live.get(live.id) is live:
-            # A client's Browser.close exits cleanly; anything else is a crash or a kill.
-            status, reason = (
-                (COMPLETED, "browser closed") if code == 0 else (ERROR, f"browser exited ({code})")
-            )
-            self._end_soon(live, status, reason)
+        await asyncio.shield(live.browser.exited)  # cancelling the watcher must not cancel the wait
+        self._track(asyncio.create_task(self._ended_by_exit(live), name=f"session-{live.id}-exit"))
+
+    async def _ended_by_exit(self, live: LiveSession) -> None:
+        code = live.browser.exited.result()
+        # A client's Browser.close exits cleanly; anything else is a crash or a kill.
+        status, reason = (COMPLETED, "browser closed") if code == 0 else (ERROR, f"browser exited ({code})")
+        await self.end(live, status, reason)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -265,7 +267,24 @@ class SessionManager:
     def unwatch(self, live: LiveSession, close: Closer) -> None:
         live.watchers.discard(close)
 
-    def detach(self, live: LiveSession, close: Closer) -> None:
+    def detach(self, live: LiveSession, close: Closer, browser_lost: bool = False) -> None:
+        """A client left. `browser_lost`: its connection was closed from the browser's side, which is
+        what a crash looks like from the relay, usually a moment before the exit watcher hears of it."""
         live.clients.discard(close)
         if not live.clients and not live.keep_alive and self.live.get(live.id) is live:
-            self._end_soon(live, COMPLETED, "last client disconnected")
+            if browser_lost:
+                self._track(
+                    asyncio.create_task(self._end_unless_crashed(live), name=f"session-{live.id}-lost")
+                )
+            else:
+                self._end_soon(live, COMPLETED, "last client disconnected")
+
+    async def _end_unless_crashed(self, live: LiveSession) -> None:
+        # Whichever notices first, a browser that died ends its session as the exit watcher says (ERROR,
+        # or COMPLETED for a clean Browser.close), never as a client that simply left.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(live.browser.exited), CRASH_GRACE)
+        if live.browser.exited.done():
+            await self._ended_by_exit(live)
+        elif not live.clients and self.live.get(live.id) is live:
+            await self.end(live, COMPLETED, "last client disconnected")
