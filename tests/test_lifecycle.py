@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import browserbase
@@ -28,6 +29,15 @@ def closed(browser: Any) -> bool:
     return not browser.is_connected()
 
 
+def browser_cgroup(pid: int) -> Path:
+    """The browser's group in the v1 pids hierarchy (every process of the browser is listed there)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            return Path("/sys/fs/cgroup/pids") / path.lstrip("/")
+    raise AssertionError("the browser has no pids cgroup")
+
+
 def gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -38,15 +48,17 @@ def gone(pid: int) -> bool:
 def test_release_kills_the_whole_tree_and_removes_the_profile(server: Server) -> None:
     session = server.sdk().sessions.create()
     pid, profile = session_browser(server, session.id)
-    tree = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    tree = {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
     assert len(tree) > 2  # Chromium's zygotes, GPU/utility and renderer processes
-    handlers = [
-        p.pid for p in psutil.process_iter(["cmdline"]) if str(profile) in " ".join(p.info["cmdline"] or [])
-    ]
-    # Crash handlers double-fork out of the tree (and its process group) but name the profile.
-    assert set(handlers) - set(tree)
+    # Crash handlers double-fork out of their parent, but not out of the browser's jail (its PID
+    # namespace) nor its cgroup, which lists every process of the browser and is what the release kills.
+    group = browser_cgroup(pid)
+    members = {int(line) for line in (group / "cgroup.procs").read_text().split()}
+    assert set(tree) <= members | {pid}
+    assert any("crashpad" in " ".join(psutil.Process(p).cmdline()) for p in members)
     server.sdk().sessions.update(session.id, status="REQUEST_RELEASE")
-    wait_for(lambda: all(gone(p) for p in tree + handlers))
+    wait_for(lambda: all(gone(p) for p in tree | members))
+    wait_for(lambda: not group.exists())
     wait_for(lambda: not profile.exists())  # release answers first; the teardown follows at once
     # Whatever the server adopted (it is a subreaper) has been reaped: no zombies left behind.
     assert server.proc is not None
@@ -174,12 +186,15 @@ def test_restart_keeps_records_and_reaps_orphans(make_server: Any, playwright: A
         for b in browser_pids(srv)
         for p in [psutil.Process(b), *psutil.Process(b).children(recursive=True)]
     ]
-    # The server dies without any chance to clean up: its browsers are orphaned.
+    groups = [browser_cgroup(b) for b in browser_pids(srv)]
+    # The server dies without any chance to clean up: its jailed browsers die with it (bubblewrap's
+    # parent-death signal), leaving only their profiles and cgroups, which the next start removes.
     srv.stop(signal.SIGKILL)
-    assert not gone(pid)
-    srv.start()
     wait_for(lambda: all(gone(p) for p in tree))
+    assert all(p.exists() for p in old_profiles)
+    srv.start()
     assert not [p for p in old_profiles if p.exists()]
+    assert not [g for g in groups if g.exists()]
     bb = srv.sdk()
     after = {s.id: s for s in bb.sessions.list()}
     assert after[done.id].status == "COMPLETED"
