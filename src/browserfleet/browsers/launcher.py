@@ -44,7 +44,12 @@ def remove_profile(profile: Path) -> None:
 
 
 class LaunchError(RuntimeError):
-    pass
+    """A browser could not be started. `str()` is safe to show a client; `detail` (paths, Chromium's
+    own output) is for the server's log only."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(eq=False)
@@ -279,7 +284,7 @@ class Launcher:
             if groups is not None:
                 groups.remove()
             remove_profile(profile)
-            raise LaunchError(f"cannot prepare the browser's profile or cgroups: {exc}") from exc
+            raise LaunchError("cannot prepare the browser's profile or cgroups", str(exc)) from exc
         isolate = self.isolate
 
         def in_child() -> None:  # between fork and exec: only what must happen before Chromium runs
@@ -303,7 +308,7 @@ class Launcher:
             if groups is not None:
                 groups.remove()
             remove_profile(profile)
-            raise LaunchError(f"cannot start {self.executable}: {exc}") from exc
+            raise LaunchError("cannot start Chromium", f"{self.executable}: {exc}") from exc
         except BaseException:
             # Cancelled while spawning (the pool closing at shutdown): asyncio kills a process it was
             # still starting, but the profile made for it is ours to remove.
@@ -341,7 +346,7 @@ class Launcher:
         except (TimeoutError, LaunchError, OSError, ValueError) as exc:
             await browser.close()
             detail = " | ".join(tail) or str(exc) or "timed out"
-            raise LaunchError(f"Chromium did not open its debugging endpoint: {detail}") from exc
+            raise LaunchError("Chromium did not open its debugging endpoint", detail) from exc
         except BaseException:
             # Cancelled mid-launch (shutdown, a client gone): the half-started browser must not outlive us.
             await asyncio.shield(browser.close())

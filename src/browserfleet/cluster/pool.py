@@ -87,7 +87,7 @@ class WarmPool:
                     async with self._slots:
                         browser = await self.launcher.launch()
                 except LaunchError as exc:
-                    log.error("warm pool launch failed: %s", exc)
+                    log.error("warm pool launch failed: %s (%s)", exc, exc.detail)
                     await asyncio.sleep(RETRY_AFTER_FAILURE)
                     continue
                 if self._closed:

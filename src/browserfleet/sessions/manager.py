@@ -130,7 +130,7 @@ class SessionManager:
         try:
             browser = await self.runner.acquire()
         except LaunchError as exc:
-            log.error("browser launch failed: %s", exc)
+            log.error("browser launch failed: %s (%s)", exc, exc.detail)
             raise Unavailable(f"The browser could not be started: {exc}") from exc
         if self._stopping:
             await self.runner.release(browser)
