@@ -47,7 +47,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         settings.profiles_dir,
         settings.launch_timeout,
         isolate=isolate,
-        allow_loopback=settings.allow_loopback,
+        egress_rules=settings.egress_rules(),
     )
     runner = LocalRunner(
         launcher, settings.pool_size, settings.max_parallel_launches, settings.pool_min_free_mb
