@@ -67,4 +67,3 @@ def test_sessions_leave_no_file_descriptors_behind(server: Server, site: str, pl
     for _ in range(3):
         one_session()
     wait_for(lambda: len(list(fds.iterdir())) <= baseline, timeout=10)
-
