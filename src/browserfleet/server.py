@@ -55,7 +55,9 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     manager = SessionManager(store, runner)
     artifact_root = ArtifactRoot(settings.artifacts_dir)
     recordings = Recordings(artifact_root, store)
-    artifacts = Artifacts(artifact_root, store, recordings, settings.sample_interval)
+    artifacts = Artifacts(
+        artifact_root, store, recordings, settings.sample_interval, settings.session_disk_quota()
+    )
     manager.observers.append(artifacts)
     reaped = await manager.reconcile()  # before the pool starts: it kills every browser of this data dir
     await recordings.resume()  # tabs whose video a stopped server had not finished
