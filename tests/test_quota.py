@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Server, wait_for
+from conftest import Server, session_browser, wait_for
 
 KIB = 1024
 SMALL = 200 * KIB
@@ -110,6 +110,9 @@ def test_downloads_and_uploads_share_the_sessions_disk_quota(
     # Of unknown size: cancelled once what arrived passes the quota, long before the end.
     assert download(page, "#stream") == "canceled"
     assert 0 < Files.streamed < STREAMED / 2, Files.streamed
+    # The browser removed what it had written of them (and saved nothing).
+    _, profile = session_browser(srv, session.id)
+    wait_for(lambda: sum(p.stat().st_size for p in (profile / "downloads").rglob("*") if p.is_file()) == 0)
     # In a browser context a client made, too (Browser.cancelDownload needs its id).
     other = browser.new_context()
     other_page = other.new_page()
