@@ -32,6 +32,7 @@ from bench.common import (
     times,
 )
 from browserfleet.browsers import cgroups, sandbox
+from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.launcher import Launcher, Walls
 from browserfleet.browsers.sandbox import Mode
 
@@ -68,7 +69,7 @@ async def _measure(variants: list[Variant], data_dir: Path) -> None:
                 data_dir / "profiles",
                 30.0,
                 isolate=True,
-                allow_loopback=True,
+                egress_rules=EgressRules.from_settings("", allow_loopback=True),
                 walls=variant.walls,
             )
             browser = await launcher.launch()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from pathlib import Path
 
 import psutil
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from browserfleet.browsers.addresses import EgressRules, parse_allow_list, parse_hosts
 
 
 def default_pool_size() -> int:
@@ -26,6 +29,14 @@ def default_session_memory_mb() -> int:
 def default_session_cpus() -> float:
     """Half the machine's cores, at least one: one busy session cannot take the whole host."""
     return max(1.0, (os.cpu_count() or 2) / 2)
+
+
+def default_session_disk_mb(data_dir: Path) -> int:
+    """10 GiB, or a tenth of the data dir's free disk when that is less (at least 1 MiB)."""
+    existing = data_dir.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    return max(1, min(10 * 1024, shutil.disk_usage(existing).free // (10 * 1024 * 1024)))
 
 
 class Settings(BaseSettings):
@@ -54,7 +65,8 @@ class Settings(BaseSettings):
     pool_size: int = Field(default_factory=lambda: default_pool_size(), ge=0)
     max_parallel_launches: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)
     pool_min_free_mb: int = Field(default=1024, ge=0)
-    # Whether isolated browsers' pages may reach services on this host's loopback (127.0.0.1, ::1).
+    # Whether isolated browsers' pages may reach this host's loopback (127.0.0.0/8, ::1): shorthand for
+    # adding those to `egress_allow`.
     allow_loopback: bool = False
     # How long a launched browser may take to open its debugging endpoint.
     launch_timeout: float = 30.0
@@ -96,3 +108,32 @@ class Settings(BaseSettings):
     @property
     def profiles_dir(self) -> Path:
         return self.data_dir.resolve() / "profiles"
+
+    # Egress: destinations pages may reach although the rules refuse them (CIDRs, address:port,
+    # [IPv6]:port, name:port), and fixed name resolutions for the egress proxy (a testing aid).
+    egress_allow: str = ""
+    egress_hosts: str = ""
+    # Disk quota for each session's downloads and uploads together, in MiB (0: none); unset: sized to
+    # the data dir's free disk at start (`session_disk_quota`).
+    session_disk_mb: int | None = Field(default=None, ge=0)
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _check_allow(cls, value: str) -> str:
+        parse_allow_list(value)  # a bad entry stops the server at start, named in the error
+        return value
+
+    @field_validator("egress_hosts")
+    @classmethod
+    def _check_hosts(cls, value: str) -> str:
+        parse_hosts(value)
+        return value
+
+    def egress_rules(self) -> EgressRules:
+        return EgressRules.from_settings(self.egress_allow, self.allow_loopback, self.egress_hosts)
+
+    def session_disk_quota(self) -> int | None:
+        """The per-session disk quota in bytes (None: no quota), the default fixed at the first call."""
+        if self.session_disk_mb is None:
+            self.session_disk_mb = default_session_disk_mb(self.data_dir)
+        return self.session_disk_mb * 1024 * 1024 or None

@@ -105,7 +105,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         settings.profiles_dir,
         settings.launch_timeout,
         isolate=isolate,
-        allow_loopback=settings.allow_loopback,
+        egress_rules=settings.egress_rules(),
         walls=browser_walls,
     )
     pool_size = 0 if browser_walls.refusal else settings.pool_size
@@ -113,7 +113,9 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     manager = SessionManager(store, runner)
     artifact_root = ArtifactRoot(settings.artifacts_dir)
     recordings = Recordings(artifact_root, store)
-    artifacts = Artifacts(artifact_root, store, recordings, settings.sample_interval)
+    artifacts = Artifacts(
+        artifact_root, store, recordings, settings.sample_interval, settings.session_disk_quota()
+    )
     manager.observers.append(artifacts)
     reaped = await manager.reconcile()  # before the pool starts: it kills every browser of this data dir
     await recordings.resume()  # tabs whose video a stopped server had not finished

@@ -21,6 +21,7 @@ from browserfleet.api.context import caller, services
 from browserfleet.api.errors import ApiError
 from browserfleet.api.schemas import timestamp
 from browserfleet.artifacts import cdplog
+from browserfleet.artifacts.capture import stored_bytes
 from browserfleet.artifacts.layout import read_jsonl
 from browserfleet.sessions.manager import RUNNING
 from browserfleet.store.models import Download, Session
@@ -222,7 +223,8 @@ async def upload(request: web.Request) -> web.Response:
         reader = await request.multipart()
     except (ValueError, AssertionError) as exc:
         raise ApiError(400, f"Malformed multipart body: {exc}") from exc
-    folder = svc.artifacts.root.session(session.id).uploads
+    files = svc.artifacts.root.session(session.id)
+    folder = files.uploads
     while True:
         try:
             part = await reader.next()
@@ -236,6 +238,25 @@ async def upload(request: web.Request) -> web.Response:
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     target = folder / name
     partial = folder / f".{name}.part"
+    quota = svc.artifacts.disk_quota
+    capture = svc.artifacts.capture(session.id)
+
+    async def used() -> int:
+        """The session's disk use but for this upload (and the file of the same name it replaces)."""
+        in_flight = capture.downloads_in_flight() if capture is not None else 0
+        return await asyncio.to_thread(stored_bytes, files, (partial, target)) + in_flight
+
+    def over_quota(in_use: int) -> ApiError:
+        return ApiError(
+            413,
+            f"File is too large for the session's upload quota: downloads and uploads of session "
+            f"{session.id} may take {(quota or 0) / 2**20:g} MB together, {in_use / 2**20:.1f} MB are in use",
+        )
+
+    if quota is not None and request.content_length is not None:
+        in_use = await used()
+        if in_use + request.content_length > quota + 64 * 1024:  # multipart framing is not file
+            raise over_quota(in_use)
     size = 0
     try:
         with await asyncio.to_thread(partial.open, "wb") as out:
@@ -243,6 +264,9 @@ async def upload(request: web.Request) -> web.Response:
                 size += len(chunk)
                 if size > limit:
                     raise ApiError(413, f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
+                # Counted again at every chunk: other uploads and downloads grow meanwhile.
+                if quota is not None and (in_use := await used()) + size > quota:
+                    raise over_quota(in_use)
                 await asyncio.to_thread(out.write, chunk)
         await asyncio.to_thread(partial.replace, target)
         await asyncio.to_thread(target.chmod, 0o644)

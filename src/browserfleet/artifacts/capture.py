@@ -3,6 +3,10 @@ the order they open: the contract's pageIds), downloads (moved out of the profil
 artifacts as `name-<unix ms>.ext`), each tab's screencast (the recording) and its console messages
 and network requests (for the Inspector).
 
+Downloads count against the session's disk quota (downloads and uploads together): a download whose
+size, once known or as it grows, would take the session past it is cancelled in the browser, and a
+completed one that would is deleted instead of saved.
+
 It never touches session state and never sits on a client's path: clients' connections are spliced
 by the gateway; this is a separate connection to the same browser.
 """
@@ -23,6 +27,7 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,7 +77,9 @@ class SessionCapture:
         store: Store,
         record: bool,
         log_pages: bool,
+        disk_quota: int | None = None,
     ) -> None:
+        self.disk_quota = disk_quota  # bytes; None: no quota
         self.session_id = session_id
         self.browser = browser
         self.files = files
@@ -82,6 +89,10 @@ class SessionCapture:
         self.pages: dict[str, Page] = {}  # by target id
         self._by_session: dict[str, Page] = {}  # by our CDP session id on the tab
         self._downloads: dict[str, dict[str, Any]] = {}  # by guid, from downloadWillBegin
+        self._reserved: dict[str, int] = {}  # by guid: bytes a download not saved yet holds of the quota
+        self._over_quota: set[str] = set()  # guids cancelled for the quota
+        self._contexts: dict[str, str] = {}  # browser context of each target, by target id
+        self._saving = asyncio.Lock()  # a quota check and the move it allows, one download at a time
         self._tasks: set[asyncio.Task[None]] = set()
         self._cdp: CdpConnection | None = None
         self._stopped = False
@@ -190,6 +201,8 @@ class SessionCapture:
 
     def _target_created(self, params: dict[str, Any], _session: str | None) -> None:
         info = params.get("targetInfo", {})
+        if info.get("browserContextId"):
+            self._contexts[info.get("targetId", "")] = info["browserContextId"]
         if info.get("type") != "page" or self._stopped or info.get("targetId") in self.pages:
             return
         page = Page(len(self.pages), info["targetId"], info.get("url", ""), info.get("title", ""))
@@ -323,24 +336,98 @@ class SessionCapture:
 
     # -- downloads -------------------------------------------------------------------------------
 
+    def downloads_in_flight(self) -> int:
+        """Bytes of the quota held by downloads in progress or completed and not saved yet."""
+        return sum(self._reserved.values())
+
     def _download_begins(self, params: dict[str, Any], _session: str | None) -> None:
         self._downloads[params.get("guid", "")] = params
+        self._reserved[params.get("guid", "")] = 0
 
     def _download_progress(self, params: dict[str, Any], _session: str | None) -> None:
+        guid = params.get("guid", "")
         state = params.get("state")
         if state == "canceled":
-            self._downloads.pop(params.get("guid", ""), None)
+            self._downloads.pop(guid, None)
+            self._reserved.pop(guid, None)
+            self._over_quota.discard(guid)
         elif state == "completed" and isinstance(params.get("filePath"), str):
-            begun = self._downloads.pop(params.get("guid", ""), {})
-            self._spawn(self._save_download(params["filePath"], begun))
+            begun = self._downloads.pop(guid, {})
+            landed = self._landed(params["filePath"])
+            if landed is None:
+                self._reserved.pop(guid, None)
+            elif guid in self._over_quota:  # finished before the cancel reached it
+                self._over_quota.discard(guid)
+                self._reserved.pop(guid, None)
+                self._spawn(asyncio.to_thread(landed.unlink, missing_ok=True))
+            else:
+                self._spawn(self._save_download(guid, landed, begun))
+        elif state == "inProgress" and self.disk_quota is not None and guid not in self._over_quota:
+            # The whole size when the server announced it, else what has arrived so far.
+            self._reserved[guid] = max(
+                int(params.get("receivedBytes") or 0), int(params.get("totalBytes") or 0)
+            )
+            if stored_bytes(self.files) + self.downloads_in_flight() > self.disk_quota:
+                self._over_quota.add(guid)
+                self._reserved.pop(guid, None)
+                self._spawn(self._cancel_download(guid))
 
-    async def _save_download(self, file_path: str, begun: dict[str, Any]) -> None:
-        # Only files in this browser's downloads folder: the path comes from the browser, which may be
-        # hostile, so it is never trusted to decide what the server moves (see _move_and_hash).
+    def _landed(self, file_path: str) -> Path | None:
+        """The host path of a finished download, if the browser names one in its downloads folder.
+
+        The path comes from the browser, which may be hostile: it never decides what the server moves
+        (the profile's top is the server's, so the folder itself cannot be swapped for a link; what is
+        in it is checked when it is moved, see _move_and_hash).
+        """
         landed = self.browser.on_host(file_path)
         if landed is None or landed.parent != self.browser.downloads_dir:
             log.warning("session %s: download outside its folder ignored", self.session_id)
+            return None
+        return landed
+
+    async def _cancel_download(self, guid: str) -> None:
+        log.warning("session %s: download %s cancelled: over the session's disk quota", self.session_id, guid)
+        if self._cdp is None:
             return
+        # Browser.cancelDownload needs the download's browser context (omitted: the default one). The
+        # frame that started it is its tab's target when it is a main frame; else try every context.
+        frame = str(self._downloads.get(guid, {}).get("frameId", ""))
+        contexts: list[str | None] = [self._contexts.get(frame), None]
+        with contextlib.suppress(CdpError, OSError, TimeoutError):
+            listed = await self._cdp.send("Target.getBrowserContexts")
+            contexts.extend(listed.get("browserContextIds", []))
+        for context in dict.fromkeys(contexts):  # in order, once each
+            params = {"guid": guid} if context is None else {"guid": guid, "browserContextId": context}
+            try:
+                await self._cdp.send("Browser.cancelDownload", params)
+                return
+            except (CdpError, OSError, TimeoutError):
+                continue
+        # Not found in any context: it finished meanwhile, and its completion deletes it.
+
+    async def _save_download(self, guid: str, landed: Path, begun: dict[str, Any]) -> None:
+        try:
+            async with self._saving:
+                await self._save_download_now(landed, begun)
+        finally:
+            self._reserved.pop(guid, None)
+
+    async def _save_download_now(self, landed: Path, begun: dict[str, Any]) -> None:
+        if self.disk_quota is not None:
+            try:
+                used, size = await asyncio.to_thread(
+                    lambda: (stored_bytes(self.files), landed.lstat().st_size)
+                )
+            except OSError:
+                return
+            if used + size > self.disk_quota:
+                log.warning(
+                    "session %s: download %s deleted: over the session's disk quota",
+                    self.session_id,
+                    landed.name,
+                )
+                await asyncio.to_thread(landed.unlink, missing_ok=True)
+                return
         name = _safe_name(str(begun.get("suggestedFilename") or landed.name))
         stem, ext = os.path.splitext(name)
         stamp = now_ms()
@@ -364,6 +451,24 @@ class SessionCapture:
                 created_at=datetime.fromtimestamp(stamp / 1000, UTC),
             )
         )
+
+
+def stored_bytes(files: SessionFiles, skip: Collection[Path] = ()) -> int:
+    """Bytes of the session's saved downloads and uploads (partial uploads included), as the disk quota
+    counts them, leaving out the files in `skip`."""
+    skipped = {str(path) for path in skip}
+    total = 0
+    for folder in (files.downloads, files.uploads):
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.path not in skipped and entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 def _move_and_hash(source: Path, target: Path) -> tuple[int, str]:

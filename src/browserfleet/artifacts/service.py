@@ -46,8 +46,14 @@ class Tracked:
 
 class Artifacts:
     def __init__(
-        self, root: ArtifactRoot, store: Store, recordings: Recordings, sample_interval: float
+        self,
+        root: ArtifactRoot,
+        store: Store,
+        recordings: Recordings,
+        sample_interval: float,
+        disk_quota: int | None = None,
     ) -> None:
+        self.disk_quota = disk_quota  # bytes of downloads and uploads each session may keep
         self.sample_interval = sample_interval
         self.root = root
         self.store = store
@@ -85,6 +91,7 @@ class Artifacts:
             self.store,
             setting(row, "recordSession"),
             setting(row, "logSession"),
+            self.disk_quota,
         )
         cdp_log = CdpLog(live.id, files.cdp_log, capture.page_index) if setting(row, "logSession") else None
         sampler = TreeSampler(live.browser.pid)

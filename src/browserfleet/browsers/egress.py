@@ -3,41 +3,82 @@ from the server's. It is the browser's only way off its loopback-only namespace.
 
 CONNECT (https, wss) is tunnelled; plain-http requests are forwarded with `Connection: close`, so
 one proxy connection carries one request and the bytes can be piped without parsing responses.
+
+Every destination is resolved once, every address it resolves to is checked against the session's
+`EgressRules` (any refused address refuses the request: a name that also resolves to a private address
+is not tried at all), and only then is a connection made, to exactly those checked addresses. A refusal
+is a `403` with a short text body and no connection attempt; a malformed request, a head over 64 KiB or
+a bad port is a `400`; a head not complete within 30 s is cut with a `408`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
+import re
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 from browserfleet.browsers import netns
+from browserfleet.browsers.addresses import EgressRules, normal_name, parse_address
 
 log = logging.getLogger(__name__)
 
 PORT = 8118  # inside the browser's own namespace, so every browser can use the same one
 _HOP_BY_HOP = ("proxy-connection", "proxy-authorization", "connection", "keep-alive")
 MAX_HEAD = 64 * 1024
+HEAD_TIMEOUT = 30.0  # seconds a client has to send its whole request head
+CONNECT_TIMEOUT = 30.0  # seconds to reach the destination, all its addresses together
+LINGER = 1.0  # seconds a refused client may go on sending before the connection is closed
+_REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/1\.[01])")
+_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*")
+_STATUS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 502: "Bad Gateway"}
+
+
+class Refusal(Exception):
+    """An answer instead of a connection: the status and a one-line reason for the body."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    def response(self) -> bytes:
+        body = f"browserfleet: {self.reason}\n".encode()
+        return (
+            f"HTTP/1.1 {self.status} {_STATUS[self.status]}\r\nConnection: close\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
 
 class EgressProxy:
-    def __init__(self, allow_loopback: bool = False) -> None:
-        # The server's own loopback (its API, databases, other local services) is off limits to pages
-        # unless the operator allows it (the test suite does: its pages are served on 127.0.0.1).
-        self.allow_loopback = allow_loopback
+    def __init__(self, rules: EgressRules, head_timeout: float = HEAD_TIMEOUT) -> None:
+        self.rules = rules
+        self.head_timeout = head_timeout
+        self.port = PORT
         self.bytes = 0  # through the proxy in both directions (proxyBytes, later)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start_in(self, namespace_fd: int) -> None:
+    async def start_in(self, namespace_fd: int | None, port: int = PORT) -> None:
+        """Listen on 127.0.0.1:`port` of the given network namespace (None: this one)."""
         listener = netns.socket_in(namespace_fd)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", PORT))
-        listener.listen(128)
-        self._server = await asyncio.start_server(self._serve, sock=listener, limit=MAX_HEAD)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(128)
+            self.port = listener.getsockname()[1]
+            self._server = await asyncio.start_server(self._serve, sock=listener, limit=MAX_HEAD)
+        except BaseException:
+            listener.close()
+            raise
+
+    @property
+    def connections(self) -> int:
+        """Client connections being served now."""
+        return len(self._tasks)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -52,58 +93,114 @@ class EgressProxy:
         self._tasks.add(task)
         try:
             await self._proxy(reader, writer)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, UnicodeError):
-            pass
+        except Refusal as refusal:
+            log.debug("egress refused (%d): %s", refusal.status, refusal.reason)
+            writer.write(refusal.response())
+            await _linger(reader, writer)
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the client or the destination went away
         finally:
             self._tasks.discard(task)
             writer.close()
 
     async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        request_line, *headers = head.decode("latin-1").split("\r\n")
-        method, target, version = request_line.split(" ", 2)
+        method, target, version, headers = _parse(await self._read_head(reader))
         if method == "CONNECT":
-            host, _, port = target.rpartition(":")
-            upstream = await self._open(writer, host.strip("[]"), int(port))
-            if upstream is None:
-                return
+            host, port = _authority(target)
+            upstream = await self._open(host, port)
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await self._pipe(reader, writer, *upstream)
             return
-        url = urlsplit(target)
+        try:
+            url = urlsplit(target)
+            port = url.port or 80
+        except ValueError as exc:
+            raise Refusal(400, f"bad proxy request target: {exc}") from None
         if url.scheme != "http" or not url.hostname:
-            writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-            return
-        upstream = await self._open(writer, url.hostname, url.port or 80)
-        if upstream is None:
-            return
+            raise Refusal(400, "a proxy request needs an absolute http:// URL (or CONNECT)")
+        if url.port == 0:
+            raise Refusal(400, "port 0 is not a port")
+        upstream = await self._open(url.hostname, port)
         path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        kept = "".join(
-            f"{h}\r\n" for h in headers if h and h.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP
-        )
+        kept = "".join(f"{h}\r\n" for h in headers if h.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP)
         upstream[1].write(f"{method} {path} {version}\r\n{kept}Connection: close\r\n\r\n".encode("latin-1"))
         await self._pipe(reader, writer, *upstream)
 
-    async def _open(
-        self, writer: asyncio.StreamWriter, host: str, port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
         try:
-            # Resolve once and connect to that very address, so the check below is the one that counts
-            # (a name that resolves differently on a second lookup cannot slip through).
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            ip = str(infos[0][4][0])
-            if not self.allow_loopback and _this_host(ip):
-                body = b"browserfleet: pages may not reach the server's own loopback services\n"
-                writer.write(
-                    b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
+            return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
+        except TimeoutError:
+            raise Refusal(408, f"the request head did not arrive within {self.head_timeout:g} s") from None
+        except asyncio.LimitOverrunError:
+            raise Refusal(400, f"the request head is over {MAX_HEAD // 1024} KiB") from None
+
+    async def _open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to `host:port`, once every address it resolves to has passed the rules."""
+        targets = await self._resolve(host, port)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECT_TIMEOUT
+        failure = "no address"
+        for family, sockaddr in targets:
+            if loop.time() >= deadline:
+                break
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, sockaddr), deadline - loop.time())
+                return await asyncio.open_connection(sock=sock)
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                failure = str(exc) or "timed out"
+            except BaseException:
+                sock.close()
+                raise
+        raise Refusal(502, f"cannot connect to {host}:{port}: {failure}")
+
+    async def _resolve(self, host: str, port: int) -> list[tuple[int, Any]]:
+        """The socket addresses to try for `host:port`, in order; raises a 403 if any is refused."""
+        if not host:
+            raise Refusal(400, "the request names no host")
+        try:
+            literal = parse_address(host)
+        except ValueError:
+            literal = None
+        name = None if literal is not None else normal_name(host)
+        fixed = self.rules.hosts.get(name or "")
+        if literal is not None:
+            # An address literal is checked before anything is looked up (its zone id, if any, matters
+            # only to the connection).
+            self._check(literal, port, None, host)
+        if fixed is not None:
+            infos: list[tuple[Any, ...]] = [
+                (socket.AF_INET, 0, 0, "", (str(ip), port))
+                if ip.version == 4
+                else (socket.AF_INET6, 0, 0, "", (str(ip), port, 0, 0))
+                for ip in fixed
+            ]
+        else:
+            lookup = host.strip("[]").replace("%25", "%", 1) if literal is not None else host
+            flags = int(socket.AI_NUMERICHOST) if literal is not None else 0
+            try:
+                infos = list(
+                    await asyncio.get_running_loop().getaddrinfo(
+                        lookup, port, type=socket.SOCK_STREAM, flags=flags
+                    )
                 )
-                return None
-            return await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=30)
-        except (OSError, TimeoutError, IndexError, ValueError):
-            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-            return None
+            except (OSError, UnicodeError, ValueError) as exc:
+                raise Refusal(502, f"cannot resolve {host}: {exc}") from None
+        targets: list[tuple[int, Any]] = []
+        for family, _type, _proto, _canon, sockaddr in infos:
+            if (family, sockaddr) not in targets:
+                # Every address, not only the first: a name resolving to [public, private] is refused.
+                self._check(parse_address(str(sockaddr[0])), port, name, host)
+                targets.append((family, sockaddr))
+        return targets
+
+    def _check(self, address: Any, port: int, name: str | None, host: str) -> None:
+        why = self.rules.check(address, port, name)
+        if why is not None:
+            log.debug("egress to %s:%d (%s) refused: %s", host, port, address, why)
+            raise Refusal(403, f"this session may not reach {host}:{port}: it is {why}")
 
     async def _pipe(
         self,
@@ -135,9 +232,41 @@ class EgressProxy:
             upstream_w.close()
 
 
-def _this_host(ip: str) -> bool:
-    """Loopback, or an address that reaches it (0.0.0.0, ::, ::ffff:127.x)."""
-    address = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback or address.is_unspecified
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close and read what the client still sends, briefly: closing with unread input would reset
+    the connection, and the client could lose the answer."""
+    with contextlib.suppress(OSError, TimeoutError, asyncio.LimitOverrunError):
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(LINGER):
+            while await reader.read(65536):
+                pass
+
+
+def _parse(head: bytes) -> tuple[str, str, str, list[str]]:
+    """(method, target, version, header lines) of a request head, or a 400."""
+    request_line, *headers = head.decode("latin-1")[:-4].split("\r\n")
+    match = _REQUEST_LINE.fullmatch(request_line)
+    if match is None:
+        raise Refusal(400, "malformed request line")
+    if not all(_HEADER.fullmatch(line) for line in headers):
+        raise Refusal(400, "malformed header line")
+    return match.group(1), match.group(2), match.group(3), headers
+
+
+def _authority(target: str) -> tuple[str, int]:
+    """(host, port) of a CONNECT target: `host:port` or `[IPv6]:port`, the port 1-65535."""
+    if target.startswith("["):
+        host, bracket, rest = target[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise Refusal(400, "CONNECT needs [IPv6]:port")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = target.rpartition(":")
+        if not colon or ":" in host:
+            raise Refusal(400, "CONNECT needs host:port (an IPv6 address in brackets)")
+    if not host:
+        raise Refusal(400, "CONNECT names no host")
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise Refusal(400, f"CONNECT port {port_text!r} is not a port (1-65535)")
+    return host, int(port_text)

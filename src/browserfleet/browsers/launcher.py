@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from browserfleet.browsers import cgroups, flags, netns, process, sandbox
+from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
 from browserfleet.browsers.sandbox import Mode, View
 
@@ -209,10 +210,10 @@ class Launcher:
         profiles_root: Path,
         timeout: float,
         isolate: bool,
-        allow_loopback: bool = False,
+        egress_rules: EgressRules | None = None,
         walls: Walls | None = None,
     ) -> None:
-        self.allow_loopback = allow_loopback
+        self.egress_rules = egress_rules or EgressRules()
         self.executable = executable
         self.extra_args = extra_args
         self.profiles_root = profiles_root
@@ -337,7 +338,7 @@ class Launcher:
         try:
             if self.isolate:
                 browser.netns_fd = netns.open_of(proc.pid)
-                browser.egress = EgressProxy(allow_loopback=self.allow_loopback)
+                browser.egress = EgressProxy(self.egress_rules)
                 await browser.egress.start_in(browser.netns_fd)
             browser.ws_url, browser.port = await asyncio.wait_for(
                 _read_endpoint(proc.stderr, tail), self.timeout
