@@ -127,9 +127,11 @@ def test_a_client_chosen_relative_download_path_lands_in_the_session(server: Ser
                 await asyncio.sleep(0.05)
             click = {"expression": "document.getElementById('dl').click()", "userGesture": True}
             await call(4, "Runtime.evaluate", click, on)
+            # Stay connected until it is saved: leaving at once would end the session (no keepAlive)
+            # before the download has even begun.
+            await asyncio.to_thread(wait_for, lambda: downloads_total(server, session.id) == 1)
 
     in_thread(go())
-    wait_for(lambda: downloads_total(server, session.id) == 1)
     folder = server.data_dir / "sessions" / session.id / "downloads"
     saved = [p.name for p in folder.iterdir()]
     assert len(saved) == 1 and re.fullmatch(r"report-\d{13}\.txt", saved[0]), saved

@@ -41,6 +41,7 @@ from browserfleet.store.models import Download, SessionPage
 from browserfleet.store.repo import Store
 
 log = logging.getLogger(__name__)
+DOWNLOAD_GRACE = 10.0  # seconds a session's end waits for downloads in progress
 
 FRAME_INTERVAL = 0.1  # seconds: a tab is recorded at up to 10 frames a second, and only when it changes
 SCREENCAST = {"format": "jpeg", "quality": 60, "maxWidth": 1280, "maxHeight": 720}
@@ -89,6 +90,7 @@ class SessionCapture:
         self.pages: dict[str, Page] = {}  # by target id
         self._by_session: dict[str, Page] = {}  # by our CDP session id on the tab
         self._downloads: dict[str, dict[str, Any]] = {}  # by guid, from downloadWillBegin
+        self._no_downloads = asyncio.Event()  # set while no download is in progress
         self._reserved: dict[str, int] = {}  # by guid: bytes a download not saved yet holds of the quota
         self._over_quota: set[str] = set()  # guids cancelled for the quota
         self._contexts: dict[str, str] = {}  # browser context of each target, by target id
@@ -153,10 +155,17 @@ class SessionCapture:
                 self.ready.set_result(None)
 
     async def stop(self, ended: datetime) -> list[Page]:
-        """Finish: downloads in hand saved, recordings and logs closed. The recorded pages are returned."""
+        """Finish: downloads in hand saved, recordings and logs closed. The recorded pages are returned.
+
+        Downloads still arriving get up to DOWNLOAD_GRACE seconds to finish: a client that clicks a link
+        and leaves at once still finds the file in the session's downloads.
+        """
         self._stopped = True
         if not self.ready.done():
             self.ready.set_result(None)
+        if self._downloads and self._cdp is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_downloads.wait(), DOWNLOAD_GRACE)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._cdp is not None:
@@ -342,6 +351,7 @@ class SessionCapture:
 
     def _download_begins(self, params: dict[str, Any], _session: str | None) -> None:
         self._downloads[params.get("guid", "")] = params
+        self._no_downloads.clear()
         self._reserved[params.get("guid", "")] = 0
 
     def _download_progress(self, params: dict[str, Any], _session: str | None) -> None:
@@ -362,6 +372,8 @@ class SessionCapture:
                 self._spawn(asyncio.to_thread(landed.unlink, missing_ok=True))
             else:
                 self._spawn(self._save_download(guid, landed, begun))
+        if not self._downloads:
+            self._no_downloads.set()
         elif state == "inProgress" and self.disk_quota is not None and guid not in self._over_quota:
             # The whole size when the server announced it, else what has arrived so far.
             self._reserved[guid] = max(
