@@ -372,8 +372,6 @@ class SessionCapture:
                 self._spawn(asyncio.to_thread(landed.unlink, missing_ok=True))
             else:
                 self._spawn(self._save_download(guid, landed, begun))
-        if not self._downloads:
-            self._no_downloads.set()
         elif state == "inProgress" and self.disk_quota is not None and guid not in self._over_quota:
             # The whole size when the server announced it, else what has arrived so far.
             self._reserved[guid] = max(
@@ -383,6 +381,8 @@ class SessionCapture:
                 self._over_quota.add(guid)
                 self._reserved.pop(guid, None)
                 self._spawn(self._cancel_download(guid))
+        if not self._downloads:
+            self._no_downloads.set()
 
     def _landed(self, file_path: str) -> Path | None:
         """The host path of a finished download, if the browser names one in its downloads folder.
