@@ -354,6 +354,10 @@ def test_ids_that_are_not_uuids_are_404(http: httpx.Client, bad_id: str) -> None
     assert_error(http.get("/v1/downloads", params={"sessionId": bad_id.replace("%", "")}), 404)
 
 
+def test_an_empty_download_session_id_is_404(http: httpx.Client) -> None:
+    assert_error(http.get("/v1/downloads", params={"sessionId": ""}), 404)
+
+
 def test_a_gateway_session_id_that_is_not_a_uuid_is_404(srv: Server) -> None:
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         for session_id in ("nope", "a\x00b", "é" * 300):
@@ -371,7 +375,7 @@ def test_a_gateway_session_id_that_is_not_a_uuid_is_404(srv: Server) -> None:
         "user_metadata",
         "ü" * 100,
         "user_metadata['a']:'\x00'",
-        "user_metadata['" + "a" * 5000 + "']:'b'",  # over 4096 characters
+        "user_metadata['" + "a" * 5000 + "']:'b'",  # over 1024 characters
     ],
 )
 def test_malformed_metadata_queries_are_400(http: httpx.Client, q: str) -> None:

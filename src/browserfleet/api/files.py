@@ -39,7 +39,8 @@ JSON_LINES = list[dict[str, Any]]
 
 async def own_session(request: web.Request, session_id: str | None = None) -> Session:
     project = await caller(request)
-    session_id = existing_id(session_id or request.match_info["id"])
+    # `is None`, not `or`: `?sessionId=` (empty) is a session id, a malformed one, not "the path's".
+    session_id = existing_id(request.match_info["id"] if session_id is None else session_id)
     return await services(request).manager.get(project.id, session_id)
 
 

@@ -97,7 +97,8 @@ class UpdateSession(_Open):
 class ListSessions(BaseModel):
     model_config = ConfigDict(extra="ignore")
     status: Status | None = None
-    q: str | None = Field(default=None, max_length=4096, description="user_metadata['key']...:'value'")
+    # userMetadata is 512 characters at most: no query that can match any is longer.
+    q: str | None = Field(default=None, max_length=1024, description="user_metadata['key']...:'value'")
 
     @field_validator("q")
     @classmethod
