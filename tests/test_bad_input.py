@@ -7,6 +7,7 @@ an HTTP client would refuse to (bytes that are not UTF-8 in headers, bodies that
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
@@ -87,6 +88,20 @@ def raw_error(srv: Server, data: bytes, status: int) -> dict[str, object]:
     return payload  # type: ignore[no-any-return]
 
 
+def settled_browsers(srv: Server) -> set[int]:
+    """The server's browsers once the set has stayed the same for a second (the pool refilled)."""
+    previous: set[int] = set()
+
+    def same() -> set[int] | None:
+        nonlocal previous
+        now = browser_pids(srv)
+        stable = now if now and now == previous else None
+        previous = now
+        return stable
+
+    return wait_for(same, timeout=60, interval=1.0)  # type: ignore[return-value]
+
+
 def strict_json(text: str) -> object:
     def refuse(name: str) -> object:
         raise ValueError(f"{name} in a response")
@@ -118,7 +133,7 @@ def test_deeply_nested_json_is_400(http: httpx.Client, body: bytes) -> None:
 def test_a_lone_surrogate_in_the_context_id_is_400_before_a_browser_is_taken(
     srv: Server, http: httpx.Client
 ) -> None:
-    pool = wait_for(lambda: browser_pids(srv) if len(browser_pids(srv)) == 1 else None, timeout=30)
+    pool = settled_browsers(srv)
     response = http.post("/v1/sessions", content=b'{"browserSettings":{"context":{"id":"\\ud800"}}}')
     assert "surrogate" in str(assert_error(response, 400)["message"])
     # The pool's browser was never taken (it would be replaced by a new one), and none was launched.
@@ -177,6 +192,20 @@ def test_non_finite_numbers_are_400(http: httpx.Client, body: bytes) -> None:
 )
 def test_bodies_that_are_not_json_objects_are_400(http: httpx.Client, body: bytes) -> None:
     assert_error(http.post("/v1/sessions", content=body), 400)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_body_that_is_not_its_content_encoding_is_400(http: httpx.Client, encoding: str) -> None:
+    response = http.post(
+        "/v1/sessions", content=b"\x00\x01 not compressed", headers={"content-encoding": encoding}
+    )
+    assert "content-encoding" in str(assert_error(response, 400)["message"])
+    assert response.headers["connection"] == "close"  # the rest of that body is unreadable
+
+
+def test_a_compressed_body_over_1_mib_is_413(http: httpx.Client) -> None:
+    bomb = gzip.compress(b'{"a":"' + b"x" * (20 * 1024**2) + b'"}')
+    assert_error(http.post("/v1/sessions", content=bomb, headers={"content-encoding": "gzip"}), 413)
 
 
 def test_a_body_over_1_mib_is_413(http: httpx.Client) -> None:
@@ -358,6 +387,15 @@ def test_an_empty_download_session_id_is_404(http: httpx.Client) -> None:
     assert_error(http.get("/v1/downloads", params={"sessionId": ""}), 404)
 
 
+def test_an_implicit_create_with_nul_in_its_query_is_400_before_a_browser_is_taken(srv: Server) -> None:
+    pool = settled_browsers(srv)
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        params = {"apiKey": srv.api_key, "note": "a\x00b"}
+        assert_error(client.get("/", params=params, headers=UPGRADE), 400)
+    time.sleep(1.0)
+    assert browser_pids(srv) == pool
+
+
 def test_a_gateway_session_id_that_is_not_a_uuid_is_404(srv: Server) -> None:
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         for session_id in ("nope", "a\x00b", "é" * 300):
@@ -416,6 +454,13 @@ def test_a_long_upload_name_is_shortened_keeping_its_extension(
     stored = [name for name in uploads(srv, session_id) if name.endswith(".txt") and name.startswith("é")]
     assert len(stored) == 1 and len(stored[0].encode()) <= 200, stored
     assert stored[0] in response.json()["message"]
+
+
+def test_upload_names_that_are_not_utf8_are_made_safe(srv: Server, session_id: str) -> None:
+    body = PART.replace(b"cut.bin", b"raw\xff\xfe.bin") + b"hi\r\n--XB--\r\n"
+    status, _headers, _body = raw_request(srv, multipart_head(srv, session_id, len(body)) + body)
+    assert status == 200
+    assert "raw__.bin" in uploads(srv, session_id)
 
 
 def multipart_head(srv: Server, session_id: str, length: int | None, boundary: str = "XB") -> bytes:

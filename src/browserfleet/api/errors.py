@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from browserfleet.sessions.errors import ConcurrencyLimited, SessionError
@@ -78,10 +80,12 @@ def from_exception(request: web.Request, exc: BaseException) -> web.Response:
         return error_response(404, f"Route {request.method}:{request.path} not found")
     if isinstance(exc, web.HTTPException):
         return error_response(exc.status, exc.reason)
-    if isinstance(exc, HttpProcessingError):
-        # The body broke off or was malformed on the wire (shorter than its Content-Length, bad chunking).
-        first = (exc.message or type(exc).__name__).strip().splitlines()[0]
-        return error_response(400, f"Malformed request body: {first}")
+    if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
+        # The body was malformed on the wire: shorter than its Content-Length, bad chunking, or not the
+        # gzip/deflate its Content-Encoding says.
+        response = error_response(400, f"Malformed request body: {_first_line(exc)}")
+        response.force_close()  # what is left of the body cannot be read past: not this connection again
+        return response
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return error_response(500, "Internal server error")
 
@@ -186,6 +190,13 @@ async def json_body(request: web.Request) -> dict[str, object]:
     return body
 
 
+def _first_line(exc: BaseException) -> str:
+    """What aiohttp says went wrong: its errors print as `400, message:` and the reason on the next line."""
+    text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    text = re.sub(r"^\d{3}, message:\s*", "", (text or "").strip())
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
 class MalformedRequests(logging.Filter):
     """For aiohttp's `aiohttp.server` logger: a request it cannot parse (bytes that are not allowed in the
     request line, a header over its size limit) is answered 400 by aiohttp itself, but logged with a
@@ -193,9 +204,10 @@ class MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            first = (exc.message or type(exc).__name__).strip().splitlines()[0]
-            record.msg, record.args = "malformed request answered %s: %s", (exc.code, first)
+        # RequestPayloadError: a body that is not what its Content-Encoding says, met again when aiohttp
+        # reads what the handler left of it (the handler has answered 400 already).
+        if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
+            record.msg, record.args = "malformed request: %s", (_first_line(exc),)
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True

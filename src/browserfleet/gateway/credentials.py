@@ -65,9 +65,11 @@ async def session_for_connect(svc: Services, request: web.Request) -> LiveSessio
     if live is not None:
         return live
     project = await _project(svc, request)
-    params = {
-        "implicit": True,
-        **{k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")},
-    }
+    query = {k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")}
+    # Stored with the session as its create parameters: as a JSON body's strings, no NUL (PostgreSQL's
+    # jsonb takes none). Checked before a browser is taken.
+    if any("\x00" in text for item in query.items() for text in item):
+        raise ApiError(400, "Query parameters must not contain NUL characters")
+    params = {"implicit": True, **query}
     row = await svc.manager.create(project, SessionSpec(params=params))
     return svc.manager.live[row.id]
