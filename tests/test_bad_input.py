@@ -85,6 +85,8 @@ def raw_error(srv: Server, data: bytes, status: int) -> dict[str, object]:
     assert headers["content-type"].startswith("application/json"), headers
     payload = json.loads(body)
     assert set(payload) == SHAPE and payload["statusCode"] == status
+    # Not even escaped: stricter JSON parsers than Python's refuse a lone surrogate.
+    assert not any(0xD800 <= ord(char) <= 0xDFFF for char in str(payload["message"])), payload
     return payload  # type: ignore[no-any-return]
 
 

@@ -27,6 +27,7 @@ from browserfleet.sessions.errors import ConcurrencyLimited, SessionError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 class ApiError(Exception):
@@ -38,6 +39,10 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    if not message.isascii():
+        # Messages quote the request, which may hold lone surrogates (a header that was not UTF-8): JSON
+        # parsers stricter than Python's refuse those even escaped.
+        message = _SURROGATES.sub("\N{REPLACEMENT CHARACTER}", message)
     body = {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message}
     response = web.json_response(body, status=status, headers=headers)
     if status >= 500 or status == 409:
