@@ -210,8 +210,24 @@ def test_a_compressed_body_over_1_mib_is_413(http: httpx.Client) -> None:
     assert_error(http.post("/v1/sessions", content=bomb, headers={"content-encoding": "gzip"}), 413)
 
 
-def test_a_body_over_1_mib_is_413(http: httpx.Client) -> None:
-    assert_error(http.post("/v1/sessions", content=b'{"a":"' + b"x" * (1024**2 + 10) + b'"}'), 413)
+@pytest.mark.parametrize("path", ["/v1/sessions", f"/v1/sessions/{UNKNOWN}"])
+def test_a_body_over_1_mib_is_413(http: httpx.Client, path: str) -> None:
+    assert_error(http.post(path, content=b'{"a":"' + b"x" * (1024**2 + 10) + b'"}'), 413)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "application/octet-stream"]
+)
+def test_bodies_are_json_whatever_their_content_type(
+    http: httpx.Client, session_id: str, content_type: str
+) -> None:
+    path = f"/v1/sessions/{session_id}"
+    assert_error(
+        http.post(path, content=b"status=REQUEST_RELEASE", headers={"content-type": content_type}), 400
+    )
+    # Parsed as JSON all the same: the field is checked.
+    bad = http.post(path, content=b'{"status": "PAUSE"}', headers={"content-type": content_type})
+    assert "status" in str(assert_error(bad, 400)["message"])
 
 
 @pytest.mark.parametrize("timeout", [10**30, -(10**30), 10**4000, 1e300, 60.5, True])
