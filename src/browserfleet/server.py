@@ -12,6 +12,7 @@ from rich.console import Console
 
 from browserfleet.api import errors
 from browserfleet.api import files as file_routes
+from browserfleet.api import openapi as openapi_routes
 from browserfleet.api import projects as project_routes
 from browserfleet.api import replays as replay_routes
 from browserfleet.api import sessions as session_routes
@@ -138,6 +139,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     app.add_routes(project_routes.routes)
     app.add_routes(file_routes.routes)
     app.add_routes(replay_routes.routes)
+    app.add_routes(openapi_routes.routes)
     app.add_routes(gateway_routes.routes)
     app.add_routes(debug_routes.routes)
     app.add_routes(live_routes.routes)
@@ -168,6 +170,7 @@ def serve(settings: Settings) -> None:
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(errors.MalformedRequests())
     # uvloop: the relay is a socket-to-socket copy, and libuv's loop halves its per-message cost
     # (bench/RESULTS.md, gateway overhead).
     loop = uvloop.new_event_loop()

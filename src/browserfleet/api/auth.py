@@ -10,6 +10,7 @@ from browserfleet.store.models import ApiKey, Project
 from browserfleet.store.repo import Store
 
 KEY_PREFIX = "bf_"
+MAX_KEY_LENGTH = 256  # longer is no key of ours: not worth a hash or a lookup
 
 
 def hash_key(key: str) -> str:
@@ -33,8 +34,15 @@ async def add_key(store: Store, project_id: str, key: str, name: str = "") -> Ap
 
 
 async def project_for_key(store: Store, key: str | None) -> Project | None:
-    """The project a key belongs to, or None for a missing, unknown or revoked key."""
-    if not key:
+    """The project a key belongs to, or None for a missing, unknown or revoked key.
+
+    A header that is not UTF-8 arrives with lone surrogates in it (aiohttp decodes it with
+    surrogateescape): that cannot be hashed, and is no key either."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        return None
+    try:
+        key.encode()
+    except UnicodeEncodeError:
         return None
     row = await store.key(hash_key(key))
     if row is None or row.revoked_at is not None:

@@ -1,6 +1,8 @@
-"""Per-request helpers: the caller's project and the shared services."""
+"""Per-request helpers: the caller's project, the shared services, and the form of ids in paths."""
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 
@@ -10,6 +12,20 @@ from browserfleet.services import SERVICES, Services
 from browserfleet.store.models import Project
 
 API_KEY_HEADER = "X-BB-API-Key"  # aiohttp header lookups ignore case
+# Sessions and downloads are named by UUIDs. Anything else is looked up nowhere: a database whose id
+# column is a UUID type would refuse it with an error, not answer "no such row".
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def well_formed_id(value: str) -> bool:
+    return _UUID.fullmatch(value) is not None
+
+
+def existing_id(value: str, kind: str = "Session") -> str:
+    """`value` if it can name a session (or download); else the 404 an unknown one gets."""
+    if not well_formed_id(value):
+        raise ApiError(404, f"{kind} {value[:100]} not found")
+    return value
 
 
 def services(request: web.Request) -> Services:

@@ -1,13 +1,25 @@
-"""Error bodies in the contract's (Fastify) shape: {statusCode, error, message}."""
+"""Error bodies in the contract's (Fastify) shape: {statusCode, error, message}, and the one reader of
+JSON request bodies.
+
+Bad input is the client's fault and is answered 4xx: a body is refused before any handler sees it if it
+is not JSON, nests deeper than `MAX_DEPTH`, holds NaN/Infinity (which would make every later listing
+invalid JSON), or has a string that cannot be stored as UTF-8 text (a lone surrogate) or holds NUL.
+Only what no check foresaw reaches the 500 branch, which logs it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from browserfleet.sessions.errors import ConcurrencyLimited, SessionError
@@ -15,6 +27,7 @@ from browserfleet.sessions.errors import ConcurrencyLimited, SessionError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 class ApiError(Exception):
@@ -26,6 +39,10 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    if not message.isascii():
+        # Messages quote the request, which may hold lone surrogates (a header that was not UTF-8): JSON
+        # parsers stricter than Python's refuse those even escaped.
+        message = _SURROGATES.sub("\N{REPLACEMENT CHARACTER}", message)
     body = {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message}
     response = web.json_response(body, status=status, headers=headers)
     if status >= 500 or status == 409:
@@ -68,6 +85,12 @@ def from_exception(request: web.Request, exc: BaseException) -> web.Response:
         return error_response(404, f"Route {request.method}:{request.path} not found")
     if isinstance(exc, web.HTTPException):
         return error_response(exc.status, exc.reason)
+    if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
+        # The body was malformed on the wire: shorter than its Content-Length, bad chunking, or not the
+        # gzip/deflate its Content-Encoding says.
+        response = error_response(400, f"Malformed request body: {_first_line(exc)}")
+        response.force_close()  # what is left of the body cannot be read past: not this connection again
+        return response
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return error_response(500, "Internal server error")
 
@@ -75,6 +98,7 @@ def from_exception(request: web.Request, exc: BaseException) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_host(request)
         return await handler(request)
     except web.HTTPSuccessful:
         raise
@@ -82,15 +106,113 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return from_exception(request, exc)
 
 
+BROKE_OFF = "The request body broke off: the connection closed before its end"
+
+
+def check_host(request: web.Request) -> None:
+    """The Host header is echoed into URLs the server answers with (connect and replay URLs): one that
+    is not UTF-8 (surrogates, once aiohttp has decoded it) could not be written out."""
+    host = request.headers.get("Host", "")
+    if not host.isascii():
+        try:
+            host.encode()
+        except UnicodeEncodeError as exc:
+            raise ApiError(400, "The Host header is not valid UTF-8") from exc
+
+
+MAX_DEPTH = 32  # of objects and arrays in a body: no field of the contract nests more than a few levels
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(f"{text} is out of range")
+    return value
+
+
+def _bad_text(text: str) -> str | None:
+    """Why a string cannot be stored (PostgreSQL text takes neither lone surrogates nor NUL), or None."""
+    if "\x00" in text:
+        return "holds a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "holds a lone UTF-16 surrogate (not valid Unicode text)"
+    return None
+
+
+def check_json(value: object) -> None:
+    """ApiError 400 if a parsed body nests deeper than MAX_DEPTH or holds a string that cannot be stored.
+
+    Iterative, so that no depth can exhaust the stack."""
+    stack: list[tuple[object, str, int]] = [(value, "body", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, str):
+            if (why := _bad_text(item)) is not None:
+                raise ApiError(400, f"{where}: the string {why}")
+            continue
+        if not isinstance(item, (dict, list)):
+            continue
+        if depth >= MAX_DEPTH:
+            raise ApiError(400, f"{where}: nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if (why := _bad_text(key)) is not None:
+                    raise ApiError(400, f"{where}: a key {why}")
+                stack.append((child, f"{where}.{key}" if where != "body" else key, depth + 1))
+        else:
+            stack.extend((child, f"{where}.{i}", depth + 1) for i, child in enumerate(item))
+
+
 async def json_body(request: web.Request) -> dict[str, object]:
     """The request's JSON object; an empty body counts as {} (the SDKs send JSON content-type without one)."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionResetError as exc:  # aiohttp's word for "the client closed mid-body"
+        raise ApiError(400, BROKE_OFF) from exc
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError as exc:
+        # The C parser gives up at the interpreter's recursion limit, before our own depth check.
+        raise ApiError(400, f"Body is nested too deeply (at most {MAX_DEPTH} levels)") from exc
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ApiError(400, f"Body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "Body must be a JSON object")
+    check_json(body)
     return body
+
+
+def _first_line(exc: BaseException) -> str:
+    """What aiohttp says went wrong: its errors print as `400, message:` and the reason on the next line."""
+    text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    text = re.sub(r"^\d{3}, message:\s*", "", (text or "").strip())
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+class MalformedRequests(logging.Filter):
+    """For aiohttp's `aiohttp.server` logger: a request it cannot parse (bytes that are not allowed in the
+    request line, a header over its size limit) is answered 400 by aiohttp itself, but logged with a
+    traceback as if the server had failed. Such a record becomes one line, at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        # RequestPayloadError: a body that is not what its Content-Encoding says, met again when aiohttp
+        # reads what the handler left of it (the handler has answered 400 already).
+        if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
+            record.msg, record.args = "malformed request: %s", (_first_line(exc),)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True

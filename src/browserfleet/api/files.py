@@ -12,14 +12,15 @@ import re
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import BodyPartReader, web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from browserfleet.api.context import caller, services
-from browserfleet.api.errors import ApiError
-from browserfleet.api.schemas import timestamp
+from browserfleet.api.context import caller, existing_id, services
+from browserfleet.api.errors import BROKE_OFF, ApiError
+from browserfleet.api.openapi import Media, operation
+from browserfleet.api.schemas import Timestamp
 from browserfleet.artifacts import cdplog
 from browserfleet.artifacts.capture import stored_bytes
 from browserfleet.artifacts.layout import read_jsonl
@@ -28,27 +29,56 @@ from browserfleet.store.models import Download, Session
 
 routes = web.RouteTableDef()
 CHUNK = 1024 * 1024
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f/\\]")
+# Control characters, path separators, and lone surrogates (bytes of the header that were not UTF-8).
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\\ud800-\udfff]")
+MAX_NAME_BYTES = 200  # an upload is written as `.<name>.part` first, and a file name has 255 bytes at most
+MAX_EXTENSION = 16  # characters of an extension kept when a long name is shortened
+PAGE_INDEX = re.compile(r"[0-9]{1,3}")  # not isdigit(): that takes "²" and "٣"
+PAGE_PARAM = {"type": "string", "pattern": "^[0-9]{1,3}$"}
+JSON_LINES = list[dict[str, Any]]
 
 
 async def own_session(request: web.Request, session_id: str | None = None) -> Session:
     project = await caller(request)
-    return await services(request).manager.get(project.id, session_id or request.match_info["id"])
+    # `is None`, not `or`: `?sessionId=` (empty) is a session id, a malformed one, not "the path's".
+    session_id = existing_id(request.match_info["id"] if session_id is None else session_id)
+    return await services(request).manager.get(project.id, session_id)
 
 
 # -- downloads -----------------------------------------------------------------------------------
 
 
+class DownloadOut(BaseModel):
+    id: str
+    sessionId: str
+    filename: str
+    mimeType: str
+    size: int = Field(ge=0)
+    checksum: str = Field(description="sha256, hex")
+    createdAt: Timestamp
+
+
+class DownloadList(BaseModel):
+    downloads: list[DownloadOut]
+    total: int = Field(ge=0)
+    limit: int
+    offset: int
+
+
+def download_out(row: Download) -> DownloadOut:
+    return DownloadOut(
+        id=row.id,
+        sessionId=row.session_id,
+        filename=row.filename,
+        mimeType=row.mime_type,
+        size=row.size,
+        checksum=row.checksum,
+        createdAt=row.created_at,
+    )
+
+
 def download_json(row: Download) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "sessionId": row.session_id,
-        "filename": row.filename,
-        "mimeType": row.mime_type,
-        "size": row.size,
-        "checksum": row.checksum,
-        "createdAt": timestamp(row.created_at),
-    }
+    return download_out(row).model_dump(mode="json")
 
 
 class _ZipSink(io.RawIOBase):
@@ -76,6 +106,7 @@ class _ZipSink(io.RawIOBase):
 
 
 @routes.get("/v1/sessions/{id}/downloads")
+@operation("The session's downloads, as a zip", {200: Media("application/zip")})
 async def session_downloads(request: web.Request) -> web.StreamResponse:
     """Every file downloaded so far, as a zip streamed file by file (an empty zip when there are none)."""
     session = await own_session(request)
@@ -107,6 +138,7 @@ async def session_downloads(request: web.Request) -> web.StreamResponse:
 
 
 @routes.delete("/v1/sessions/{id}/downloads")
+@operation("Delete the session's downloads", {204: None})
 async def delete_session_downloads(request: web.Request) -> web.Response:
     session = await own_session(request)
     svc = services(request)
@@ -115,21 +147,42 @@ async def delete_session_downloads(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def as_utc(when: datetime) -> datetime:
+    """Stored times are UTC without an offset (SQLite keeps none): compare in UTC."""
+    try:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:00-14:00 is past the last UTC datetime
+        raise ValueError("is out of range in UTC") from exc
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+Text = Annotated[str, AfterValidator(_no_nul)]
+MAX_BYTES = 2**53  # sizes compared as doubles; bigger than any file
+MAX_OFFSET = 2**31 - 1  # fits every integer column type, and far beyond any session's downloads
+
+
 class DownloadQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sessionId: str
-    filename: str | None = Field(default=None, max_length=255)
-    mimeType: str | None = Field(default=None, max_length=255)
-    minSize: float | None = Field(default=None, ge=0)
-    maxSize: float | None = Field(default=None, ge=0)
-    createdAfter: datetime | None = None
-    createdBefore: datetime | None = None
+    filename: Text | None = Field(default=None, max_length=255)
+    mimeType: Text | None = Field(default=None, max_length=255)
+    minSize: float | None = Field(default=None, ge=0, le=MAX_BYTES, allow_inf_nan=False)
+    maxSize: float | None = Field(default=None, ge=0, le=MAX_BYTES, allow_inf_nan=False)
+    createdAfter: UtcTime | None = None
+    createdBefore: UtcTime | None = None
     limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 @routes.get("/v1/downloads")
+@operation("List a session's downloads", {200: DownloadList}, query=DownloadQuery)
 async def list_downloads(request: web.Request) -> web.Response:
     query = DownloadQuery.model_validate(dict(request.query))
     session = await own_session(request, query.sessionId)
@@ -143,29 +196,20 @@ async def list_downloads(request: web.Request) -> web.Response:
     if query.maxSize is not None:
         filters.append(Download.size <= query.maxSize)
     if query.createdAfter is not None:
-        filters.append(Download.created_at >= as_utc(query.createdAfter))
+        filters.append(Download.created_at >= query.createdAfter)
     if query.createdBefore is not None:
-        filters.append(Download.created_at <= as_utc(query.createdBefore))
+        filters.append(Download.created_at <= query.createdBefore)
     rows, total = await services(request).store.downloads(session.id, filters, query.limit, query.offset)
-    return web.json_response(
-        {
-            "downloads": [download_json(row) for row in rows],
-            "total": total,
-            "limit": query.limit,
-            "offset": query.offset,
-        }
+    listing = DownloadList(
+        downloads=[download_out(row) for row in rows], total=total, limit=query.limit, offset=query.offset
     )
-
-
-def as_utc(when: datetime) -> datetime:
-    """Stored times are UTC without an offset (SQLite keeps none): compare in UTC."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return web.json_response(listing.model_dump(mode="json"))
 
 
 async def own_download(request: web.Request) -> Download:
     project = await caller(request)
     svc = services(request)
-    row = await svc.store.download(request.match_info["id"])
+    row = await svc.store.download(existing_id(request.match_info["id"], "Download"))
     # Another project's download is as unknown as a missing one.
     if row is None or await svc.store.session(row.session_id, project.id) is None:
         raise ApiError(404, f"Download {request.match_info['id']} not found")
@@ -173,6 +217,10 @@ async def own_download(request: web.Request) -> Download:
 
 
 @routes.get("/v1/downloads/{id}")
+@operation(
+    "A download: its record, or its bytes with `Accept: application/octet-stream`",
+    {200: [DownloadOut, Media("application/octet-stream")]},
+)
 async def get_download(request: web.Request) -> web.StreamResponse:
     row = await own_download(request)
     if "application/octet-stream" not in request.headers.get("Accept", ""):
@@ -190,6 +238,7 @@ async def get_download(request: web.Request) -> web.StreamResponse:
 
 
 @routes.delete("/v1/downloads/{id}")
+@operation("Delete a download", {204: None})
 async def delete_download(request: web.Request) -> web.Response:
     row = await own_download(request)
     svc = services(request)
@@ -206,7 +255,33 @@ def _remove(folder: Path, names: list[str]) -> None:
 # -- uploads -------------------------------------------------------------------------------------
 
 
+class UploadOut(BaseModel):
+    message: str
+
+
+def upload_name(filename: str | None) -> str:
+    """A safe name to store an upload as: no directories or control characters, and short enough for the
+    file system (a long name is cut at a character boundary, its extension kept)."""
+    name = _UNSAFE_NAME.sub("_", os.path.basename(filename or "upload")).strip(" .") or "upload"
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or len(extension) > MAX_EXTENSION:
+        stem, extension = name, ""
+    suffix = f".{extension}" if extension else ""
+    cut = stem.encode()[: MAX_NAME_BYTES - len(suffix.encode())].decode(errors="ignore").rstrip(" .")
+    return (cut or "upload") + suffix
+
+
+UPLOAD_FORM = {
+    "type": "object",
+    "properties": {"file": {"type": "string", "format": "binary"}},
+    "required": ["file"],
+}
+
+
 @routes.post("/v1/sessions/{id}/uploads")
+@operation("Upload a file for the session's browser", {200: UploadOut}, multipart=UPLOAD_FORM)
 async def upload(request: web.Request) -> web.Response:
     """A file for the session's browser: `/tmp/.uploads/<name>` in CDP file commands. The kept copy is
     `<data dir>/sessions/<id>/uploads/<name>`; the browser sees it read-only in its own uploads folder."""
@@ -228,13 +303,15 @@ async def upload(request: web.Request) -> web.Response:
     while True:
         try:
             part = await reader.next()
-        except ValueError as exc:
+        except (ValueError, RuntimeError, LookupError) as exc:  # RuntimeError, LookupError: a bad _charset_
             raise ApiError(400, f"Malformed multipart body: {exc}") from exc
+        except ConnectionResetError as exc:
+            raise ApiError(400, BROKE_OFF) from exc
         if part is None:
             raise ApiError(400, "Missing the 'file' field")
         if isinstance(part, BodyPartReader) and part.name == "file":
             break
-    name = _UNSAFE_NAME.sub("_", os.path.basename(part.filename or "upload")).strip(" .") or "upload"
+    name = upload_name(part.filename)
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     target = folder / name
     partial = folder / f".{name}.part"
@@ -260,7 +337,7 @@ async def upload(request: web.Request) -> web.Response:
     size = 0
     try:
         with await asyncio.to_thread(partial.open, "wb") as out:
-            while chunk := await part.read_chunk(CHUNK):
+            while chunk := await _read_chunk(part):
                 size += len(chunk)
                 if size > limit:
                     raise ApiError(413, f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
@@ -268,21 +345,34 @@ async def upload(request: web.Request) -> web.Response:
                 if quota is not None and (in_use := await used()) + size > quota:
                     raise over_quota(in_use)
                 await asyncio.to_thread(out.write, chunk)
+        if not part.at_eof():
+            # The body ran out before the boundary that closes the part: the file is cut short.
+            raise ApiError(400, "Malformed multipart body: it ended before the file part's closing boundary")
         await asyncio.to_thread(partial.replace, target)
         await asyncio.to_thread(target.chmod, 0o644)
         await asyncio.to_thread(svc.artifacts.offer_upload, session.id, target)
     finally:
         with contextlib.suppress(OSError):
             await asyncio.to_thread(partial.unlink, missing_ok=True)
-    return web.json_response(
-        {"message": f"Uploaded {name} ({size} bytes): /tmp/.uploads/{name} in the session's browser"}
-    )
+    message = f"Uploaded {name} ({size} bytes): /tmp/.uploads/{name} in the session's browser"
+    return web.json_response(UploadOut(message=message).model_dump(mode="json"))
+
+
+async def _read_chunk(part: BodyPartReader) -> bytes:
+    # A body cut short on the wire raises aiohttp's HttpProcessingError, answered 400 by the middleware.
+    try:
+        return await part.read_chunk(CHUNK)
+    except (ValueError, AssertionError) as exc:
+        raise ApiError(400, f"Malformed multipart body: {exc}") from exc
+    except ConnectionResetError as exc:  # the client closed the connection mid-body
+        raise ApiError(400, BROKE_OFF) from exc
 
 
 # -- CDP log, console, network, samples ----------------------------------------------------------
 
 
 @routes.get("/v1/sessions/{id}/logs")
+@operation("The session's CDP log", {200: JSON_LINES})
 async def logs(request: web.Request) -> web.Response:
     session = await own_session(request)
     svc = services(request)
@@ -298,34 +388,62 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class PageOut(BaseModel):
+    pageId: int = Field(ge=0)
+    targetId: str
+    url: str
+    title: str
+    openedAt: Timestamp
+    closedAt: Timestamp | None
+    recording: str
+    frames: int = Field(ge=0)
+
+
+class SampleOut(BaseModel):
+    at: Timestamp
+    cpuPercent: float
+    memoryBytes: int
+
+
+class MetricsOut(BaseModel):
+    avgCpuUsage: int | None
+    memoryUsage: int | None
+    samples: list[SampleOut]
+
+
 @routes.get("/v1/sessions/{id}/pages")
+@operation("The tabs the session opened", {200: list[PageOut]})
 async def pages(request: web.Request) -> web.Response:
     """The tabs the session opened, in order (their index is the pageId of logs and replays)."""
     session = await own_session(request)
     rows = await services(request).store.pages(session.id)
-    return web.json_response(
-        [
-            {
-                "pageId": row.page_index,
-                "targetId": row.target_id,
-                "url": row.url,
-                "title": row.title,
-                "openedAt": timestamp(row.opened_at),
-                "closedAt": timestamp(row.closed_at),
-                "recording": row.recording,
-                "frames": row.frame_count,
-            }
-            for row in rows
-        ]
-    )
+    tabs = [
+        PageOut(
+            pageId=row.page_index,
+            targetId=row.target_id,
+            url=row.url,
+            title=row.title,
+            openedAt=row.opened_at,
+            closedAt=row.closed_at,
+            recording=row.recording,
+            frames=row.frame_count,
+        ).model_dump(mode="json")
+        for row in rows
+    ]
+    return web.json_response(tabs)
 
 
 @routes.get("/v1/sessions/{id}/pages/{page}/{kind:console|network}")
+@operation(
+    "A tab's console or network log",
+    {200: JSON_LINES},
+    path={"page": PAGE_PARAM, "kind": {"type": "string", "enum": ["console", "network"]}},
+)
 async def page_log(request: web.Request) -> web.Response:
     session = await own_session(request)
     page = request.match_info["page"]
-    if not page.isdigit() or len(page) > 3:
-        raise ApiError(404, f"Page {page} not found")
+    if not PAGE_INDEX.fullmatch(page):
+        raise ApiError(404, f"Page {page[:100]} not found")
     files = services(request).artifacts.root.session(session.id)
     kind = request.match_info["kind"]
     path = files.console_log(int(page)) if kind == "console" else files.network_log(int(page))
@@ -334,17 +452,17 @@ async def page_log(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/sessions/{id}/metrics")
+@operation("CPU and memory samples of the session's browser", {200: MetricsOut})
 async def metrics(request: web.Request) -> web.Response:
     """CPU (% of one core) and memory (PSS bytes) of the session's browser, sampled every few seconds."""
     session = await own_session(request)
     samples = await services(request).store.samples(session.id)
-    return web.json_response(
-        {
-            "avgCpuUsage": session.avg_cpu_usage,
-            "memoryUsage": session.memory_usage,
-            "samples": [
-                {"at": timestamp(s.at), "cpuPercent": round(s.cpu_percent, 1), "memoryBytes": s.memory_bytes}
-                for s in samples
-            ],
-        }
+    out = MetricsOut(
+        avgCpuUsage=session.avg_cpu_usage,
+        memoryUsage=session.memory_usage,
+        samples=[
+            SampleOut(at=s.at, cpuPercent=round(s.cpu_percent, 1), memoryBytes=s.memory_bytes)
+            for s in samples
+        ],
     )
+    return web.json_response(out.model_dump(mode="json"))

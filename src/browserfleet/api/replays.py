@@ -12,11 +12,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from browserfleet.api.context import API_KEY_HEADER, caller, services
+from browserfleet.api.context import API_KEY_HEADER, caller, existing_id, services
 from browserfleet.api.errors import ApiError
-from browserfleet.api.files import own_session
-from browserfleet.api.schemas import timestamp
+from browserfleet.api.files import JSON_LINES, PAGE_INDEX, PAGE_PARAM, own_session
+from browserfleet.api.openapi import Media, operation
+from browserfleet.api.schemas import Uri, timestamp
 from browserfleet.artifacts.service import setting
 from browserfleet.browsers.cdp import CdpError
 from browserfleet.services import Services
@@ -26,7 +28,55 @@ from browserfleet.store.models import Session, SessionPage
 routes = web.RouteTableDef()
 MAX_EXPIRES_IN = 21600
 MEDIA_TOKEN_SECONDS = 3600  # segment and MP4 URLs: short-lived, like a signed CDN URL
-_SEGMENT = re.compile(r"^(init\.mp4|seg-\d{1,6}\.m4s)$")
+_SEGMENT = re.compile(r"^(init\.mp4|seg-[0-9]{1,6}\.m4s)$")  # [0-9]: \d takes every script's digits
+
+
+class DebugQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    expiresIn: int | None = Field(
+        default=None, ge=1, le=MAX_EXPIRES_IN, description="Seconds the URLs work (default: as the session)"
+    )
+    readOnly: str | None = Field(default=None, description="`true`: URLs of a view that cannot be driven")
+
+
+class PageLiveUrls(BaseModel):
+    id: str
+    url: str
+    title: str
+    faviconUrl: str
+    debuggerFullscreenUrl: Uri
+    debuggerUrl: Uri
+
+
+class LiveUrls(BaseModel):
+    debuggerFullscreenUrl: Uri
+    debuggerUrl: Uri
+    wsUrl: Uri
+    pages: list[PageLiveUrls]
+
+
+class ReplayPage(BaseModel):
+    pageId: str
+    url: str
+    startTimeMs: int
+    endTimeMs: int
+
+
+class Replays(BaseModel):
+    pageCount: int = Field(ge=0)
+    pages: list[ReplayPage]
+
+
+class RecordingDownload(BaseModel):
+    pageId: str
+    status: str
+    downloadUrl: str | None = None
+    completedAt: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+
+
+class RecordingDownloads(BaseModel):
+    downloads: list[RecordingDownload]
 
 
 # -- live URLs -----------------------------------------------------------------------------------
@@ -44,6 +94,7 @@ def live_urls(base: str, token: str, target_id: str) -> dict[str, str]:
 
 
 @routes.get("/v1/sessions/{id}/debug")
+@operation("Live URLs of the session's tabs", {200: LiveUrls}, query=DebugQuery)
 async def debug(request: web.Request) -> web.Response:
     session = await own_session(request)
     svc = services(request)
@@ -72,14 +123,13 @@ async def debug(request: web.Request) -> web.Response:
     live = svc.manager.live.get(session.id)
     browser_path = urlsplit(live.browser.ws_url).path if live is not None else "/devtools/browser"
     ws_base = "ws" + base[4:] if base.startswith("http") else base
-    return web.json_response(
-        {
-            "debuggerFullscreenUrl": first["debuggerFullscreenUrl"],
-            "debuggerUrl": first["debuggerUrl"],
-            "wsUrl": f"{ws_base}/debug/{token}{browser_path}",
-            "pages": pages,
-        }
+    urls = LiveUrls(
+        debuggerFullscreenUrl=first["debuggerFullscreenUrl"],
+        debuggerUrl=first["debuggerUrl"],
+        wsUrl=f"{ws_base}/debug/{token}{browser_path}",
+        pages=[PageLiveUrls(**page) for page in pages],
     )
+    return web.json_response(urls.model_dump(mode="json"))
 
 
 def _expiry(request: web.Request, session: Session) -> int:
@@ -87,7 +137,8 @@ def _expiry(request: web.Request, session: Session) -> int:
     raw = request.query.get("expiresIn")
     if raw is None:
         return math.ceil(session.expires_at.timestamp())
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_EXPIRES_IN:
+    # isascii(): isdigit() alone takes "²" (which int() refuses) and "٣" (which int() reads as 3).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 1 <= int(raw) <= MAX_EXPIRES_IN:
         raise ApiError(400, f"expiresIn must be a whole number of seconds from 1 to {MAX_EXPIRES_IN}")
     return math.ceil(time.time()) + int(raw)
 
@@ -101,6 +152,7 @@ def _favicon(url: str) -> str:
 
 
 @routes.get("/v1/sessions/{id}/recording")
+@operation("Deprecated rrweb events (always empty: sessions are recorded as video)", {200: JSON_LINES})
 async def rrweb_recording(request: web.Request) -> web.Response:
     """Deprecated rrweb events: browserfleet records video instead, so this is always empty."""
     await own_session(request)
@@ -108,30 +160,30 @@ async def rrweb_recording(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/sessions/{id}/replays")
+@operation("The session's recorded tabs", {200: Replays})
 async def replays(request: web.Request) -> web.Response:
     session = await own_session(request)
     svc = services(request)
     base = svc.public_base(request)
     ready = [page for page in await svc.store.pages(session.id) if page.recording == "READY"]
-    return web.json_response(
-        {
-            "pageCount": len(ready),
-            "pages": [
-                {
-                    "pageId": str(page.page_index),
-                    "url": f"{base}/v1/sessions/{session.id}/replays/{page.page_index}",
-                    "startTimeMs": page.start_ms or 0,
-                    "endTimeMs": page.end_ms or 0,
-                }
-                for page in ready
-            ],
-        }
+    out = Replays(
+        pageCount=len(ready),
+        pages=[
+            ReplayPage(
+                pageId=str(page.page_index),
+                url=f"{base}/v1/sessions/{session.id}/replays/{page.page_index}",
+                startTimeMs=page.start_ms or 0,
+                endTimeMs=page.end_ms or 0,
+            )
+            for page in ready
+        ],
     )
+    return web.json_response(out.model_dump(mode="json"))
 
 
 async def _page(svc: Services, session: Session, page_id: str) -> SessionPage:
-    if not page_id.isdigit() or len(page_id) > 3:
-        raise ApiError(404, f"Page {page_id} not found")
+    if not PAGE_INDEX.fullmatch(page_id):
+        raise ApiError(404, f"Page {page_id[:100]} not found")
     page = await svc.store.page(session.id, int(page_id))
     if page is None or page.recording in ("OFF", "EMPTY", "FAILED"):
         raise ApiError(404, f"No recording of page {page_id} in session {session.id}")
@@ -143,6 +195,11 @@ async def _page(svc: Services, session: Session, page_id: str) -> SessionPage:
 
 
 @routes.get("/v1/sessions/{id}/replays/{page}")
+@operation(
+    "A tab's HLS playlist",
+    {200: Media("application/vnd.apple.mpegurl", {"type": "string"})},
+    path={"page": PAGE_PARAM},
+)
 async def replay_playlist(request: web.Request) -> web.Response:
     session = await own_session(request)
     svc = services(request)
@@ -178,15 +235,25 @@ async def _media_session(request: web.Request) -> tuple[Services, Session]:
         verified = svc.media_tokens.verify(token, time.time())
         if verified is None or verified[0] != session_id:
             raise ApiError(401, "Invalid or expired token")
-        row = await svc.store.session(session_id)
+        row = await svc.store.session(existing_id(session_id))
         if row is None:
             raise ApiError(404, f"Session {session_id} not found")
         return svc, row
     project = await caller(request)
-    return svc, await svc.manager.get(project.id, session_id)
+    return svc, await svc.manager.get(project.id, existing_id(session_id))
+
+
+class MediaQuery(BaseModel):
+    t: str | None = Field(default=None, description="The media token of a playlist or downloadUrl")
 
 
 @routes.get("/v1/sessions/{id}/replays/{page}/{name}")
+@operation(
+    "A segment of a tab's video (by API key, or by the token the playlist put in its URL)",
+    {200: Media("video/mp4")},
+    query=MediaQuery,
+    path={"page": PAGE_PARAM, "name": {"type": "string", "pattern": _SEGMENT.pattern}},
+)
 async def replay_segment(request: web.Request) -> web.StreamResponse:
     svc, session = await _media_session(request)
     page = await _page(svc, session, request.match_info["page"])
@@ -200,6 +267,14 @@ async def replay_segment(request: web.Request) -> web.StreamResponse:
 
 
 def _download_json(
+    request: web.Request, svc: Services, session: Session, page: SessionPage
+) -> dict[str, Any]:
+    return RecordingDownload(**_download_fields(request, svc, session, page)).model_dump(
+        mode="json", exclude_none=True
+    )
+
+
+def _download_fields(
     request: web.Request, svc: Services, session: Session, page: SessionPage
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"pageId": str(page.page_index), "status": page.mp4_status}
@@ -227,6 +302,7 @@ async def _recorded_pages(svc: Services, session: Session) -> list[SessionPage]:
 
 
 @routes.post("/v1/sessions/{id}/recording/downloads")
+@operation("Export the session's recording as MP4 files", {202: RecordingDownloads})
 async def export_recording(request: web.Request) -> web.Response:
     session = await own_session(request)
     svc = services(request)
@@ -242,6 +318,7 @@ async def export_recording(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/sessions/{id}/recording/downloads")
+@operation("The MP4 exports of the session's recording", {200: RecordingDownloads})
 async def recording_downloads(request: web.Request) -> web.Response:
     session = await own_session(request)
     svc = services(request)
@@ -249,7 +326,13 @@ async def recording_downloads(request: web.Request) -> web.Response:
     return web.json_response({"downloads": [_download_json(request, svc, session, page) for page in pages]})
 
 
-@routes.get("/v1/sessions/{id}/recording/downloads/{page:\\d{1,3}}.mp4")
+@routes.get("/v1/sessions/{id}/recording/downloads/{page:[0-9]{1,3}}.mp4")
+@operation(
+    "A tab's MP4 (by API key, or by the token its downloadUrl carries)",
+    {200: Media("video/mp4")},
+    query=MediaQuery,
+    path={"page": PAGE_PARAM},
+)
 async def recording_mp4(request: web.Request) -> web.StreamResponse:
     svc, session = await _media_session(request)
     page = await svc.store.page(session.id, int(request.match_info["page"]))

@@ -1,12 +1,16 @@
-"""Request validation (pydantic) and response shapes (camelCase, ISO-8601 `Z` timestamps)."""
+"""Request validation (pydantic) and response shapes (camelCase, ISO-8601 `Z` timestamps).
+
+Responses are built through their models (`SessionOut`, `ProjectOut`, ...), and `/openapi.json` is
+generated from the same models, so the document and what the routes send cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
 
 from browserfleet.store.models import Project, Session
 
@@ -21,7 +25,7 @@ class _Open(BaseModel):
 
 
 class ContextRef(_Open):
-    id: str
+    id: str = Field(max_length=64)  # the width of sessions.context_id: checked before a browser is taken
     persist: bool = False
 
 
@@ -93,7 +97,15 @@ class UpdateSession(_Open):
 class ListSessions(BaseModel):
     model_config = ConfigDict(extra="ignore")
     status: Status | None = None
-    q: str | None = None
+    # userMetadata is 512 characters at most: no query that can match any is longer.
+    q: str | None = Field(default=None, max_length=1024, description="user_metadata['key']...:'value'")
+
+    @field_validator("q")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -102,15 +114,86 @@ def timestamp(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def session_json(row: Session) -> dict[str, Any]:
+# A datetime in, ISO-8601 UTC with milliseconds and a `Z` out.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(timestamp, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+Uri = Annotated[str, Field(json_schema_extra={"format": "uri"})]
+
+
+class _Out(BaseModel):
+    # Response models: what they name is all that is sent.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Out):
+    """Every error response, in the shape Fastify (and so Browserbase) answers with."""
+
+    statusCode: int = Field(ge=400, le=599)
+    error: str
+    message: str
+
+
+class SessionOut(_Out):
+    id: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
+    projectId: str
+    startedAt: Timestamp
+    endedAt: Timestamp | None
+    expiresAt: Timestamp
+    status: Status
+    proxyBytes: int = Field(ge=0)
+    keepAlive: bool
+    region: Region
+    contextId: str | None
+    userMetadata: dict[str, Any] | None
+    avgCpuUsage: int | None = Field(description="Mean CPU use of the browser, % of one core")
+    memoryUsage: int | None = Field(description="Peak memory (PSS) of the browser, bytes")
+
+
+class RunningSession(SessionOut):
+    """A session with what it takes to connect to it (retrieve adds these while it runs)."""
+
+    connectUrl: Uri | None = None
+    seleniumRemoteUrl: Uri | None = None
+    signingKey: str | None = None
+
+
+class CreatedSession(SessionOut):
+    connectUrl: Uri
+    seleniumRemoteUrl: Uri
+    signingKey: str
+
+
+class ProjectOut(_Out):
+    id: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
+    name: str
+    ownerId: str
+    defaultTimeout: int = Field(ge=60, le=21600)
+    concurrency: int = Field(ge=1)
+
+
+class ProjectUsage(_Out):
+    browserMinutes: int = Field(ge=0)
+    proxyBytes: int = Field(ge=0)
+
+
+def session_fields(row: Session) -> dict[str, Any]:
     return {
         "id": row.id,
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
+        "createdAt": row.created_at,
+        "updatedAt": row.updated_at,
         "projectId": row.project_id,
-        "startedAt": timestamp(row.started_at),
-        "endedAt": timestamp(row.ended_at),
-        "expiresAt": timestamp(row.expires_at),
+        "startedAt": row.started_at,
+        "endedAt": row.ended_at,
+        "expiresAt": row.expires_at,
         "status": row.status,
         "proxyBytes": row.proxy_bytes,
         "keepAlive": row.keep_alive,
@@ -122,13 +205,17 @@ def session_json(row: Session) -> dict[str, Any]:
     }
 
 
+def session_json(row: Session) -> dict[str, Any]:
+    return SessionOut(**session_fields(row)).model_dump(mode="json")
+
+
 def project_json(row: Project) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "name": row.name,
-        "ownerId": row.owner_id,
-        "defaultTimeout": row.default_timeout,
-        "concurrency": row.concurrency,
-    }
+    return ProjectOut(
+        id=row.id,
+        createdAt=row.created_at,
+        updatedAt=row.updated_at,
+        name=row.name,
+        ownerId=row.owner_id,
+        defaultTimeout=row.default_timeout,
+        concurrency=row.concurrency,
+    ).model_dump(mode="json")

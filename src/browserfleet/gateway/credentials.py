@@ -1,10 +1,16 @@
-"""Who is connecting, and to which running session: checked before the upgrade."""
+"""Who is connecting, and to which running session: checked before the upgrade.
+
+Keys, signing keys and session ids come from the query or headers as the client sent them (headers that
+were not UTF-8 arrive with surrogates in them): each is checked for its form before it is used, so bad
+ones are a 401 or 404, never an error of the store or of HMAC.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from browserfleet.api.auth import project_for_key
+from browserfleet.api.context import well_formed_id
 from browserfleet.api.errors import ApiError
 from browserfleet.services import Services
 from browserfleet.sessions.manager import LiveSession, SessionSpec
@@ -47,7 +53,8 @@ async def existing_session(svc: Services, request: web.Request) -> LiveSession |
     session_id = request.query.get("sessionId") or request.headers.get("session-id")
     if not session_id:
         return None
-    if await svc.store.session(session_id, project.id) is None:
+    # Not a UUID, so no session's: not looked up (a header that was not UTF-8 could not even be).
+    if not well_formed_id(session_id) or await svc.store.session(session_id, project.id) is None:
         raise ApiError(404, f"Session {session_id} not found")
     return await _live(svc, session_id)
 
@@ -58,9 +65,11 @@ async def session_for_connect(svc: Services, request: web.Request) -> LiveSessio
     if live is not None:
         return live
     project = await _project(svc, request)
-    params = {
-        "implicit": True,
-        **{k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")},
-    }
+    query = {k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")}
+    # Stored with the session as its create parameters: as a JSON body's strings, no NUL (PostgreSQL's
+    # jsonb takes none). Checked before a browser is taken.
+    if any("\x00" in text for item in query.items() for text in item):
+        raise ApiError(400, "Query parameters must not contain NUL characters")
+    params = {"implicit": True, **query}
     row = await svc.manager.create(project, SessionSpec(params=params))
     return svc.manager.live[row.id]

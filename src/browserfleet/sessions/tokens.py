@@ -1,6 +1,8 @@
 """Signing keys: per-session credentials for the CDP gateway, minted as HMACs over the session id.
 
-Stateless to verify, so any gateway replica that shares the server secret can check one.
+Stateless to verify, so any gateway replica that shares the server secret can check one. Tokens are
+ASCII; anything else handed in (non-ASCII text, surrogates from undecodable bytes, huge strings) is
+simply not genuine: verifying never raises.
 """
 
 from __future__ import annotations
@@ -8,6 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+
+MAX_TOKEN_LENGTH = 512  # a genuine token is ~100 characters
+
+
+def _plausible(token: str) -> bool:
+    # hmac.compare_digest raises TypeError on non-ASCII str, and encoding a lone surrogate raises too.
+    return token.isascii() and len(token) <= MAX_TOKEN_LENGTH
 
 
 class SigningKeys:
@@ -23,6 +32,8 @@ class SigningKeys:
 
     def session_id(self, token: str) -> str | None:
         """The session a token was minted for, or None if it is not genuine."""
+        if not _plausible(token):
+            return None
         session_id, _, mac = token.rpartition(".")
         if not session_id or not hmac.compare_digest(mac, self._mac(session_id)):
             return None
@@ -50,10 +61,13 @@ class ViewTokens:
 
     def verify(self, token: str, now: float) -> tuple[str, bool] | None:
         """(session id, read-only) for a genuine unexpired token, else None."""
+        if not _plausible(token):
+            return None
         body, _, mac = token.rpartition(".")
         session_id, _, rest = body.partition(".")
         expires, _, mode = rest.partition(".")
-        if not (session_id and expires.isdigit() and mode in ("rw", "ro")):
+        # isdigit() alone takes "²" and "٣"; an ASCII token's digits are 0-9.
+        if not (session_id and expires.isdigit() and len(expires) <= 12 and mode in ("rw", "ro")):
             return None
         if not hmac.compare_digest(mac, self._mac(body)) or int(expires) < now:
             return None
