@@ -101,9 +101,7 @@ def measure(report: Report) -> None:
             ),
         ]
         asyncio.run(_measure(variants, data_dir))
-        for parent in {*hierarchy.controllers.values(), *([hierarchy.unified] if hierarchy.unified else [])}:
-            with contextlib.suppress(OSError):
-                parent.rmdir()
+        hierarchy.remove()
     report.add(
         f"{ROUNDS} rounds (plus one not counted), each launching once in every variant in turn, all "
         "with a network namespace and egress proxy as in production. Launch: spawn → `/json/version` "

@@ -8,6 +8,7 @@ profile directory of the suite may be left.
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import os
 import secrets
@@ -141,6 +142,12 @@ def chromium_temp_dirs() -> set[Path]:
     return set(temp.glob("org.chromium.Chromium.*")) | set(temp.glob("bf-chromium-*"))
 
 
+def cgroup_dirs(data_dir: Path) -> list[Path]:
+    """The cgroup dirs a server on `data_dir` makes (`browserfleet-<tag>` in each hierarchy)."""
+    tag = "browserfleet-" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return [p for p in Path("/sys/fs/cgroup").glob(f"*/{tag}") if p.is_dir()]
+
+
 @pytest.fixture(scope="session")
 def suite_root() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="browserfleet-suite-"))
@@ -150,11 +157,13 @@ def suite_root() -> Iterator[Path]:
     for proc in leftovers:
         proc.kill()
     profiles = [p for p in root.glob("*/profiles/*")]
+    groups = [g for data_dir in root.iterdir() if data_dir.is_dir() for g in cgroup_dirs(data_dir)]
     # Chromium's own temp dirs (its singleton socket) must stay in the profile, not pile up in /tmp.
     new_temp = chromium_temp_dirs() - temp_before
     shutil.rmtree(root, ignore_errors=True)
     assert not leftovers, f"browser processes left after the suite: {[p.pid for p in leftovers]}"
     assert not profiles, f"profiles left after the suite: {profiles}"
+    assert not groups, f"cgroups left after the suite: {groups}"
     assert not new_temp, f"Chromium temp dirs left in {tempfile.gettempdir()}: {sorted(new_temp)[:5]}"
 
 

@@ -47,6 +47,12 @@ class Hierarchy:
     controllers: dict[str, Path] = field(default_factory=dict)  # controller → the dir our groups go under
     unified: Path | None = None  # a v2 dir with cgroup.kill (for the exact kill), if the host has one
 
+    def remove(self) -> None:
+        """Remove this server's parent groups, once the browsers' own are gone (at shutdown)."""
+        for parent in {*self.controllers.values(), *([self.unified] if self.unified else [])}:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+
     @property
     def usable(self) -> bool:
         return bool(self.controllers) or self.unified is not None

@@ -148,17 +148,20 @@ class Browser:
 
     async def close(self) -> None:
         """Kill the whole process tree, reap it and remove the profile. Safe to call twice."""
+        members: set[int] = set()
         if self.groups is not None:
+            members = self.groups.pids()
             self.groups.kill()  # exact: every process of the browser, double-forked ones included
-        pids = process.kill_tree(self.pid, str(self.profile_dir))
+        pids = (members | set(process.kill_tree(self.pid, str(self.profile_dir)))) - {self.pid}
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self.exited), timeout=10)
         if self._drain is not None:
             self._drain.cancel()
-        # Children of the killed browser were adopted by this process (subreaper); collect them.
+        # Children of the killed browser (a jail's init among them) were adopted by this process (a
+        # subreaper): collect them until none is left, not even as a zombie.
         for _ in range(40):
             process.reap_adopted(keep=_watched)
-            if not any(_exists(pid) for pid in pids if pid != self.pid):
+            if not any(psutil.pid_exists(pid) for pid in pids):
                 break
             await asyncio.sleep(0.05)
         if self.egress is not None:
@@ -180,13 +183,6 @@ class Browser:
 
 # Browser pids asyncio's child watcher waits for: reaping them here would steal their exit codes.
 _watched: set[int] = set()
-
-
-def _exists(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 @dataclass(frozen=True)
@@ -356,6 +352,11 @@ class Launcher:
         # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
         browser._drain = asyncio.create_task(_drain(proc.stderr, tail), name=f"chromium-{proc.pid}-stderr")
         return browser
+
+    def close(self) -> None:
+        """After every browser has been closed: remove the server's parent cgroups."""
+        if self.walls.hierarchy is not None:
+            self.walls.hierarchy.remove()
 
     def _closed(self, browser: Browser) -> None:
         if browser.uid is not None:

@@ -35,3 +35,4 @@ class LocalRunner:
 
     async def close(self) -> None:
         await self.pool.close()
+        await asyncio.to_thread(self.launcher.close)
