@@ -19,7 +19,6 @@ class Sink:
     def __init__(self) -> None:
         self.data = bytearray()
         self.closed = False
-        self.paused = False
 
     def write(self, data: bytes) -> None:
         self.data += data
@@ -27,9 +26,6 @@ class Sink:
     def writelines(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
             self.data += chunk
-
-    def pause_reading(self) -> None:
-        self.paused = True
 
     def close(self) -> None:
         self.closed = True
@@ -213,7 +209,7 @@ def test_a_framing_violation_closes_the_client_with_1002_and_nothing_of_it_passe
     client, browser, _ = link_run(steps, tmp_path)
     assert messages(bytes(browser.data)) == [GOOD]
     assert close_code(bytes(client.data))[0] == 1002
-    assert client.closed and browser.closed and client.paused
+    assert client.closed and browser.closed
 
 
 def test_a_message_that_cannot_be_answered_closes_the_client_with_1008(tmp_path: Path) -> None:

@@ -113,10 +113,9 @@ class Link:
         else once the frame being passed has ended (or after `CLOSE_WAIT`)."""
         log.warning("gateway: closing a client of %s with %d: %s", self.label or "?", *failure)
         self._decoder.release()
+        # The client's bytes are still read (and dropped): closing a socket with unread bytes would
+        # reset the connection, and the client could lose our close frame with them.
         self._refusal = close_frame(*failure)
-        client = self.client
-        if client is not None and not client.is_closing():
-            client.pause_reading()
         if self._stream.at_boundary:
             self.close()
         else:
