@@ -83,7 +83,6 @@ REFUSED_METHODS = [
     ("Memory.stopSampling", {}),
     ("Target.exposeDevToolsProtocol", {"targetId": "T"}),  # a page with CDP would bypass the gateway
     ("Target.openDevTools", {"targetId": "T"}),  # so would a DevTools window
-    ("Target.setRemoteLocations", {"locations": [{"host": "127.0.0.1", "port": 9222}]}),
     # Not in the allow-list: unknown domains, and unlisted methods of the process-level domains.
     ("Foo.bar", {}),
     ("NewDomain.enable", {}),
@@ -202,8 +201,8 @@ def test_passed_methods(method: str, params: dict[str, Any]) -> None:
 
 def test_every_allowed_domain_and_method_passes() -> None:
     for method in [f"{domain}.enable" for domain in sorted(DOMAINS)] + sorted(METHODS):
-        if method == "Target.sendMessageToTarget":
-            continue  # it needs a message to carry: see below
+        if method in ("Target.sendMessageToTarget", "Target.setRemoteLocations"):
+            continue  # one needs a message to carry, the other is rewritten: see below
         assert POLICY.apply(json.dumps({"id": 1, "method": method}).encode()) is None, method
 
 
@@ -287,6 +286,7 @@ def test_the_alias_is_left_alone_where_the_browser_sees_uploads_at_it() -> None:
     ],
 )
 def test_download_paths_are_rewritten(method: str, params: dict[str, Any]) -> None:
+    """Wherever the client asks, downloads land in the session's own directory."""
     verdict, got = sent({"id": 4, "method": method, "params": params, "sessionId": "S"})
     assert verdict == "rewritten"
     assert got == {
@@ -295,6 +295,15 @@ def test_download_paths_are_rewritten(method: str, params: dict[str, Any]) -> No
         "params": {**params, "downloadPath": str(DOWNLOADS)},
         "sessionId": "S",
     }
+
+
+def test_remote_debugging_locations_are_emptied() -> None:
+    """The DevTools frontend asks for localhost:9229 (Node) at start; the browser must not connect out."""
+    locations = {"locations": [{"host": "localhost", "port": 9229}]}
+    verdict, got = sent({"id": 4, "method": "Target.setRemoteLocations", "params": locations})
+    assert verdict == "rewritten" and got["params"] == {"locations": []}
+    none = {"id": 4, "method": "Target.setRemoteLocations", "params": {"locations": []}}
+    assert sent(none) == ("pass", none)
 
 
 # -- strict JSON: what Chromium runs is what was checked ---------------------------------------------
@@ -610,3 +619,48 @@ def test_clients_are_told_when_the_session_ends(server: Server) -> None:
 
     with ThreadPoolExecutor(1) as thread:
         assert thread.submit(asyncio.run, go()).result() == (1001, "session ended")
+
+
+def test_the_devtools_frontend_is_never_refused(
+    server: Server, site: str, playwright: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Chromium's own DevTools, opened through the gateway, uses many domains: none of it is refused."""
+    import os
+
+    from conftest import RESOLVER_RULES
+
+    bb = server.sdk()
+    session = bb.sessions.create(keep_alive=True)
+    browser = playwright.chromium.connect_over_cdp(session.connect_url)
+    viewer = playwright.chromium.launch(
+        executable_path="/usr/lib/chromium/chromium",
+        args=[RESOLVER_RULES.replace('"', "")],
+        env={**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("devtools-viewer"))},
+    )
+    try:
+        browser.contexts[0].pages[0].goto(f"{site}/index.html")
+        page = viewer.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(bb.sessions.debug(session.id).pages[0].debugger_url)
+        page.wait_for_timeout(3000)
+        for panel in ("Console", "Sources", "Network", "Performance", "Memory", "Application", "Security"):
+            page.keyboard.press("Control+Shift+P")
+            page.keyboard.type(f"Show {panel}")
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(500)
+
+        def frontend_entries() -> list[Any]:
+            logs = bb.sessions.logs.list(session.id)
+            methods = {log.method for log in logs}
+            return list(logs) if {"CSS.enable", "Overlay.enable", "Debugger.enable"} <= methods else []
+
+        logs = wait_for(frontend_entries)
+        refused = [
+            (log.method, log.response.result)
+            for log in logs  # type: ignore[attr-defined]
+            if log.response is not None and "browserfleet:" in json.dumps(log.response.result)
+        ]
+        assert refused == []
+    finally:
+        viewer.close()
+        browser.close()
+        bb.sessions.update(session.id, status="REQUEST_RELEASE")

@@ -14,7 +14,8 @@ stream is never parsed. What it guarantees:
   `IO`, `Extensions`, `SystemInfo`) only the methods in `METHODS` pass. Everything else is refused.
   The reasons are with the lists; `tests/test_policy.py` holds the matrix.
 - **Parameters** of the few methods that name URLs, files or directories: navigation only to web
-  schemes; files only from the session's uploads; downloads only to the session's own directory.
+  schemes; files only from the session's uploads; downloads only to the session's own directory; no
+  remote debugging locations.
   Paths are as the browser sees them and are checked lexically (`..` resolved, nothing read from disk);
   the path checked is the path sent. `/tmp/.uploads/<name>` (Browserbase's path for uploaded files) is
   rewritten to the uploads directory when that is somewhere else.
@@ -82,7 +83,7 @@ METHODS = frozenset(
         "Target.createTarget", "Target.detachFromTarget", "Target.disposeBrowserContext",
         "Target.getTargetInfo", "Target.getTargets", "Target.sendMessageToTarget",
         "Target.setAutoAttach", "Target.autoAttachRelated", "Target.setDiscoverTargets",
-        "Target.getDevToolsTarget",
+        "Target.getDevToolsTarget", "Target.setRemoteLocations",
         # Memory: DOM counters, leak detection, pressure; not the native heap profiles.
         "Memory.getDOMCounters", "Memory.getDOMCountersForLeakDetection", "Memory.prepareForLeakDetection",
         "Memory.forciblyPurgeJavaScriptMemory", "Memory.setPressureNotificationsSuppressed",
@@ -122,7 +123,6 @@ REFUSED: dict[str, str] = {
     # A page given the protocol, or a DevTools window, would drive the browser without passing here.
     "Target.exposeDevToolsProtocol": "not available (it would hand a page the browser's protocol)",
     "Target.openDevTools": "not available (a DevTools window drives the browser from inside it)",
-    "Target.setRemoteLocations": "not available (it makes the browser connect to other hosts' debuggers)",
 }
 _REFUSED_DOMAINS = {
     name.removesuffix(".*"): reason for name, reason in REFUSED.items() if name.endswith(".*")
@@ -318,6 +318,11 @@ class Policy:
             return {**params, "downloadPath": str(self.downloads_dir)}
         return None
 
+    def _no_locations(self, method: str, params: dict[str, Any], nesting: int) -> dict[str, Any] | None:
+        # It would make the browser connect to those hosts' debuggers (a Node inspector on the host,
+        # when isolation is off). The DevTools frontend asks for localhost:9229 at start: it is told yes.
+        return None if params.get("locations") == [] else {**params, "locations": []}
+
     def _tracing(self, method: str, params: dict[str, Any], nesting: int) -> str | None:
         # A raw Perfetto config can name any data source and output; the system backend is the host's.
         if "perfettoConfig" in params or params.get("tracingBackend") == "system":
@@ -346,6 +351,7 @@ _CHECKS: dict[str, Check] = {
     **dict.fromkeys(DOWNLOAD_METHODS, Policy._downloads),
     "Tracing.start": Policy._tracing,
     "Target.sendMessageToTarget": Policy._nested,
+    "Target.setRemoteLocations": Policy._no_locations,
 }
 
 
