@@ -43,14 +43,10 @@ MAX_CONTROL_PAYLOAD = 125
 ZERO_MASK = b"\x00\x00\x00\x00"
 
 
-class Header(NamedTuple):
-    fin: bool
-    rsv: int  # the three reserved bits; 0 when no extension is negotiated
-    opcode: int
-    mask: bytes  # b"" when the frame is not masked
-    length: int
-    size: int  # bytes of the header itself, mask included
-    canonical: bool  # length in the fewest bytes, and below 2**63 (RFC 6455 5.2)
+# A frame header: (first byte: FIN, RSV and opcode bits; payload length; bytes of the header itself,
+# mask included; the mask, b"" when there is none). A plain tuple: the browser's stream reads one per
+# frame, and a named tuple would double the cost of that.
+Header = tuple[int, int, int, bytes]
 
 
 def read_header(buf: bytes | bytearray, pos: int = 0) -> Header | None:
@@ -58,25 +54,28 @@ def read_header(buf: bytes | bytearray, pos: int = 0) -> Header | None:
     have = len(buf) - pos
     if have < 2:
         return None
-    b0, b1 = buf[pos], buf[pos + 1]
-    length, size, canonical = b1 & 0x7F, 2, True
+    b1 = buf[pos + 1]
+    length, size = b1 & 0x7F, 2
     if length == 126:
         if have < 4:
             return None
         length, size = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-        canonical = length >= 126
     elif length == 127:
         if have < 10:
             return None
         length, size = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-        canonical = 1 << 16 <= length < 1 << 63
-    mask = b""
-    if b1 & 0x80:
-        if have < size + 4:
-            return None
-        mask = bytes(buf[pos + size : pos + size + 4])
-        size += 4
-    return Header(bool(b0 & 0x80), b0 & 0x70, b0 & 0x0F, mask, length, size, canonical)
+    if not b1 & 0x80:
+        return buf[pos], length, size, b""
+    if have < size + 4:
+        return None
+    return buf[pos], length, size + 4, bytes(buf[pos + size : pos + size + 4])
+
+
+def canonical_length(header: Header) -> bool:
+    """Whether the length is written in the fewest bytes, and below 2**63 (RFC 6455 5.2)."""
+    _, length, size, mask = header
+    width = size - len(mask)
+    return width == 2 or (width == 4 and length >= 126) or (width == 10 and 1 << 16 <= length < 1 << 63)
 
 
 def frame_header(opcode: int, length: int) -> bytes:
@@ -157,36 +156,34 @@ class ClientDecoder:
                     header = read_header(self._head)
                     if header is None:
                         return out, None  # `data` is used up: the rest of the header comes later
-                    pos += header.size - had
+                    pos += header[2] - had
                     self._head.clear()
                 else:
                     header = read_header(data, pos)
                     if header is None:
                         self._head += data[pos:]
                         return out, None
-                    pos += header.size
+                    pos += header[2]
                 failure = self._check(header)
                 if failure is not None:
                     return out, self._fail(failure)
-                start = pos
-                if end - pos >= header.length:
+                start, length = pos, header[1]
+                if end - pos >= length:
                     # The whole payload is here: no copy into the buffer.
-                    pos += header.length
-                    failure = self._complete(
-                        header, apply_mask(memoryview(data)[start:pos], header.mask), out
-                    )
+                    pos += length
+                    failure = self._complete(header, apply_mask(memoryview(data)[start:pos], header[3]), out)
                     if failure is not None:
                         return out, self._fail(failure)
                     continue
                 self._frame = frame = header
-            take = min(frame.length - len(self._partial), end - pos)
+            take = min(frame[1] - len(self._partial), end - pos)
             failure = self._hold(take)
             if failure is not None:
                 return out, self._fail(failure)
             self._partial += data[pos : pos + take]
             pos += take
-            if len(self._partial) == frame.length:
-                payload = apply_mask(self._partial, frame.mask)
+            if len(self._partial) == frame[1]:
+                payload = apply_mask(self._partial, frame[3])
                 self._release_bytes(len(self._partial))
                 self._partial = bytearray()
                 self._frame = None
@@ -206,17 +203,18 @@ class ClientDecoder:
     # -- internals --------------------------------------------------------------------------------
 
     def _check(self, header: Header) -> Failure | None:
-        opcode = header.opcode
-        if header.rsv:
+        b0, length, _, mask = header
+        opcode = b0 & 0x0F
+        if b0 & 0x70:
             return Failure(PROTOCOL_ERROR, "reserved bits set")
         if opcode not in _KNOWN_OPCODES:
             return Failure(PROTOCOL_ERROR, "reserved opcode")
-        if not header.mask:
+        if not mask:
             return Failure(PROTOCOL_ERROR, "client frames must be masked")
-        if not header.canonical:
+        if not canonical_length(header):
             return Failure(PROTOCOL_ERROR, "frame length not minimally encoded")
         if opcode >= OP_CLOSE:
-            if not header.fin or header.length > MAX_CONTROL_PAYLOAD:
+            if not b0 & 0x80 or length > MAX_CONTROL_PAYLOAD:
                 return Failure(PROTOCOL_ERROR, "control frames must be whole and at most 125 bytes")
             return None
         if opcode == OP_BINARY:
@@ -227,12 +225,12 @@ class ClientDecoder:
         if opcode == OP_TEXT and in_progress:
             return Failure(PROTOCOL_ERROR, "new message before the fragmented one was finished")
         so_far = len(self._message) if self._message is not None else 0
-        if so_far + header.length > self.limits.max_message:
+        if so_far + length > self.limits.max_message:
             return Failure(MESSAGE_TOO_BIG, "message too big")
         return None
 
     def _complete(self, header: Header, payload: bytes, out: Frames) -> Failure | None:
-        opcode = header.opcode
+        opcode, fin = header[0] & 0x0F, header[0] & 0x80
         if opcode >= OP_CLOSE:
             if opcode == OP_CLOSE:
                 failure = _close_payload_problem(payload)
@@ -241,7 +239,7 @@ class ClientDecoder:
                 self._done = True  # nothing may follow a close frame
             out.append((opcode, payload))
             return None
-        if header.fin and self._message is None:
+        if fin and self._message is None:
             out.append((OP_TEXT, payload))
             return None
         failure = self._hold(len(payload))
@@ -251,7 +249,7 @@ class ClientDecoder:
             self._message = bytearray(payload)
         else:
             self._message += payload
-        if header.fin:
+        if fin:
             message = bytes(self._message)
             self._release_bytes(len(self._message))
             self._message = None
@@ -323,7 +321,8 @@ class ServerStream:
                 self._skip -= step
                 pos += step
                 if not self._skip:
-                    self._frame_passed()
+                    if kept is not None:
+                        self._text_passed()
                     if stop_at_boundary:
                         return pos
                 continue
@@ -335,26 +334,28 @@ class ServerStream:
                 header = read_header(self._head)
                 if header is None:
                     return end
-                pos += header.size - had
+                pos += header[2] - had
                 self._head.clear()
             else:
                 header = read_header(data, pos)
                 if header is None:
                     self._head += data[pos:]
                     return end
-                pos += header.size
-            if header.opcode == OP_CLOSE:
+                pos += header[2]
+            opcode, length = header[0] & 0x0F, header[1]
+            if opcode == OP_CLOSE:
                 self.closed = True
-            if self.on_text is not None and header.opcode == OP_TEXT:
-                self._kept, self._kept_size = bytearray(), header.length
-            self._skip = header.length
-            if not header.length:
-                self._frame_passed()
+            if self.on_text is not None and opcode == OP_TEXT:
+                self._kept, self._kept_size = bytearray(), length
+            self._skip = length
+            if not length:
+                if self._kept is not None:
+                    self._text_passed()
                 if stop_at_boundary:
                     return pos
         return end
 
-    def _frame_passed(self) -> None:
+    def _text_passed(self) -> None:
         if self._kept is not None and self.on_text is not None:
             self.on_text(bytes(self._kept), self._kept_size)
         self._kept = None

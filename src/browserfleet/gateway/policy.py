@@ -41,6 +41,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 300  # Chromium refuses messages nested deeper ("stack limit exceeded"); Python parses ~900
+_SCAN_LIMIT = 64 * 1024  # bytes; see _shape_problem
 MAX_NESTED = 4  # Target.sendMessageToTarget inside Target.sendMessageToTarget, at most this deep
 _INT32 = range(-(1 << 31), 1 << 31)
 _TOP_LEVEL = frozenset({"id", "method", "params", "sessionId"})  # Chromium refuses any other key
@@ -198,14 +199,19 @@ def parse(payload: bytes) -> dict[str, Any]:
     return message
 
 
-def _shape_problem(message: dict[str, Any]) -> str | None:
-    """Why a parsed message is refused whole, if it is; one walk over its containers."""
+def _shape_problem(message: dict[str, Any], payload: bytes) -> str | None:
+    """Why a parsed message is refused whole, if it is; at most one walk over its containers."""
     if type(message.get("method")) is not str:
         return "method must be a string"
     if "params" in message and type(message["params"]) is not dict:
         return "params must be an object"
     if not message.keys() <= _TOP_LEVEL:
         return "unknown top-level key (Chromium accepts id, method, params and sessionId)"
+    # Strictly decoded UTF-8 holds no surrogate, so only a \u escape can make one, and a message with
+    # few brackets cannot be deep: most commands need no walk. (Scanning big ones costs more than walking.)
+    if len(payload) <= _SCAN_LIMIT and b"\\u" not in payload:
+        if payload.count(b"{") + payload.count(b"[") <= MAX_DEPTH:
+            return None
     stack: list[tuple[Any, int]] = [(message, 1)]
     while stack:
         value, depth = stack.pop()
@@ -250,15 +256,15 @@ class Policy:
         Raises `Unanswerable` for a message that must not be sent and cannot be answered.
         """
         message = parse(payload)
-        replaced = self._check(message, 0)
+        replaced = self._check(message, payload, 0)
         return None if replaced is None else _dumps(replaced)
 
-    def _check(self, message: dict[str, Any], nesting: int) -> dict[str, Any] | None:
+    def _check(self, message: dict[str, Any], payload: bytes, nesting: int) -> dict[str, Any] | None:
         """The message to send instead (a refusal or a rewrite), or None to send it as it is."""
         session = message.get("sessionId")
         if "sessionId" in message and (type(session) is not str or _SURROGATE.search(session)):
             return _refusal(message["id"], None, "sessionId must be a string")
-        problem = _shape_problem(message)
+        problem = _shape_problem(message, payload)
         if problem is not None:
             return _refusal(message["id"], session, problem)
         method: str = message["method"]
@@ -335,11 +341,12 @@ class Policy:
             return "message must be a string"
         if nesting + 1 >= MAX_NESTED:
             return "messages nested too deep"
+        payload = inner.encode()  # the outer check found no lone surrogate in it
         try:
-            parsed = parse(inner.encode())  # the outer check found no lone surrogate in it
+            parsed = parse(payload)
         except Unanswerable as exc:
             return f"the inner message is not valid ({exc})"
-        replaced = self._check(parsed, nesting + 1)
+        replaced = self._check(parsed, payload, nesting + 1)
         if replaced is None:
             return None
         return {**params, "message": _dumps(replaced).decode()}
