@@ -414,3 +414,39 @@ def test_a_67_mb_message_passes_and_is_answered(server: Server, session: str) ->
     assert raw.answer(6)["result"]["result"]["value"] == size
     raw.close()
     print(f"67 MB message answered in {elapsed:.2f}s")
+
+
+def test_the_limits_are_the_servers_settings(make_server: Any) -> None:
+    """BROWSERFLEET_MAX_MESSAGE_MB caps one message; BROWSERFLEET_REASSEMBLY_BUDGET_MB all of them."""
+    small: Server = make_server(
+        "small-messages",
+        BROWSERFLEET_MAX_MESSAGE_MB="1",
+        BROWSERFLEET_REASSEMBLY_BUDGET_MB="2",
+        BROWSERFLEET_POOL_SIZE="0",
+    ).start()
+    created = small.sdk().sessions.create(keep_alive=True)
+    head = b'{"id":7,"method":"Browser.getVersion","params":{"pad":"' + b"h" * (900 * 1000)
+    try:
+        # Just under the cap passes; over it is refused on the announced length.
+        raw = Raw(small, created.id)
+        raw.send(frame(head + b'"}}'))
+        assert raw.answer(7)["result"]["product"].startswith("Chrome/")
+        raw.send(frame(b"x" * (MIB + 1)))
+        assert raw.close_code() == 1009
+        raw.close()
+        # Connections holding 0.9 MB of an unfinished message each: the third is over the 2 MiB budget.
+        holders = [Raw(small, created.id) for _ in range(3)]
+        for holder in holders:
+            holder.send(frame(head, fin=False))
+            time.sleep(0.2)
+        assert holders[2].close_code() == 1009
+        holders[0].close()  # its share is given back...
+        time.sleep(0.5)
+        again = Raw(small, created.id)
+        again.send(frame(head, fin=False))  # ...so a new one fits, and the others were kept
+        for holder in (holders[1], again):
+            holder.send(frame(b'"}}', opcode=OP_CONTINUATION))
+            assert holder.answer(7)["result"]["product"].startswith("Chrome/")
+            holder.close()
+    finally:
+        small.sdk().sessions.update(created.id, status="REQUEST_RELEASE")

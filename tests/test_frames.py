@@ -267,6 +267,8 @@ def test_written_frames_read_back() -> None:
         assert read_header(head) == (0x80 | OP_TEXT, size, len(head), b"\x00\x00\x00\x00")
     assert close_frame(1001, "session ended") == b"\x88\x0f\x03\xe9session ended"
     assert len(close_frame(1002, "x" * 500)) == 2 + 125
+    cut = close_frame(1002, "é" * 100)  # 200 bytes of UTF-8, cut between characters
+    assert cut[4:].decode() == "é" * 61 and cut[1] == len(cut) - 2
 
 
 def server_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:

@@ -88,8 +88,9 @@ def frame_header(opcode: int, length: int) -> bytes:
 
 
 def close_frame(code: int, reason: str) -> bytes:
-    """A server-to-client close frame (unmasked); the reason is cut to fit a control frame."""
-    body = code.to_bytes(2, "big") + reason.encode()[: MAX_CONTROL_PAYLOAD - 2]
+    """A server-to-client close frame (unmasked); the reason is cut to fit, at a character boundary."""
+    cut = reason.encode()[: MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
+    body = code.to_bytes(2, "big") + cut
     return bytes([0x80 | OP_CLOSE, len(body)]) + body
 
 
