@@ -132,7 +132,7 @@ def session(server: Server) -> Iterator[str]:
     created = server.sdk().sessions.create(keep_alive=True, browser_settings=quiet)  # type: ignore[arg-type]
     yield created.id
     server.sdk().sessions.update(created.id, status="REQUEST_RELEASE")
-    fresh = server.sdk().sessions.create(keep_alive=True)
+    fresh = server.sdk().sessions.create(keep_alive=True, browser_settings=quiet)  # type: ignore[arg-type]
     try:
         raw = Raw(server, fresh.id)
         assert raw.request("Browser.getVersion")["result"]["product"].startswith("Chrome/")

@@ -1,4 +1,5 @@
-"""The relay at byte level: after both WebSocket handshakes, frames are copied as bytes.
+"""The relay: after both WebSocket handshakes, the browser's frames are copied as bytes and the
+client's are checked and framed anew.
 
 Neither leg negotiates an extension, so Chromium's (unmasked) frames are valid frames for the client
 and go on as they arrive, never parsed: only their headers are read (`frames.ServerStream`), to know
@@ -48,11 +49,6 @@ class HandshakeError(OSError):
 
 def accept_key(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """A final client-to-server frame with a zero mask (the payload stays as it is)."""
-    return frame_header(opcode, len(payload)) + payload
 
 
 class Link:
