@@ -23,6 +23,10 @@ class Sink:
     def write(self, data: bytes) -> None:
         self.data += data
 
+    def writelines(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.data += chunk
+
     def close(self) -> None:
         self.closed = True
 
@@ -165,3 +169,97 @@ def test_the_cdp_log_pairs_commands_and_answers_split_anywhere(tmp_path: Path) -
         shot = by_method["Page.captureScreenshot"]["response"]
         assert shot["result"] == {"truncated": True, "size": len(big)}
         assert len(shot["rawBody"].encode()) < cdplog.BODY_LIMIT + 100
+
+
+def link_run(steps: Any, tmp_path: Path, limits: Any = None) -> tuple[Sink, Sink, Any]:
+    """Run `steps(link)` on a link with fake transports: (client, browser, what steps returned)."""
+
+    async def go() -> tuple[Sink, Sink, Any]:
+        link = Link(Policy(tmp_path / "downloads", tmp_path / "uploads"), limits=limits)
+        client, browser = Sink(), Sink()
+        link.browser, link.client = browser, client  # type: ignore[assignment]
+        result = steps(link)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return client, browser, result
+
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, go()).result()
+
+
+GOOD = json.dumps({"id": 1, "method": "Browser.getVersion"}).encode()
+BAD = json.dumps(
+    {"id": 2, "method": "Target.createTarget", "params": {"url": "file:///etc/hostname"}}
+).encode()
+
+
+def close_code(data: bytes) -> tuple[int, bytes]:
+    """The code and reason of the close frame `data` ends with."""
+    i = data.rfind(b"\x88")
+    size = data[i + 1]
+    assert i + 2 + size == len(data), data[-40:]
+    return int.from_bytes(data[i + 2 : i + 4], "big"), bytes(data[i + 4 :])
+
+
+def test_a_framing_violation_closes_the_client_with_1002_and_nothing_of_it_passes(tmp_path: Path) -> None:
+    def steps(link: Link) -> None:
+        link.from_client(client_frame(GOOD) + client_frame(BAD, opcode=0) + client_frame(GOOD))
+        link.from_client(client_frame(GOOD))  # after the refusal: dropped
+
+    client, browser, _ = link_run(steps, tmp_path)
+    assert messages(bytes(browser.data)) == [GOOD]
+    assert close_code(bytes(client.data))[0] == 1002
+    assert client.closed and browser.closed
+
+
+def test_a_message_that_cannot_be_answered_closes_the_client_with_1008(tmp_path: Path) -> None:
+    vertical_tab = rb'{"id":3,"method":"Target.createTarget","params":{"url":"file:///etc/hostname\v"}}'
+    client, browser, _ = link_run(lambda link: link.from_client(client_frame(vertical_tab)), tmp_path)
+    assert browser.data == b""
+    code, reason = close_code(bytes(client.data))
+    assert code == 1008 and reason.startswith(b"invalid CDP message")
+
+
+def test_the_close_frame_waits_for_the_browser_frame_in_flight(tmp_path: Path) -> None:
+    answer = server_frame(b'{"id":1,"result":{"data":"' + b"z" * 5000 + b'"}}')
+    after = server_frame(b'{"method":"Page.loadEventFired"}')
+
+    def steps(link: Link) -> list[bool]:
+        link.from_browser(answer[:100])  # the browser is in the middle of a frame
+        link.from_client(client_frame(b"x", opcode=2))  # a binary frame: 1003
+        states = [link.done.done()]
+        link.from_browser(answer[100:] + after)  # the frame ends; what follows is not passed
+        states.append(link.done.done())
+        return states
+
+    client, browser, states = link_run(steps, tmp_path)
+    assert states == [False, True]
+    data = bytes(client.data)
+    assert data.startswith(answer) and close_code(data[len(answer) :])[0] == 1003
+    assert browser.data == b""
+
+
+def test_an_unfinished_message_is_given_back_to_the_budget_when_the_link_closes(tmp_path: Path) -> None:
+    from browserfleet.gateway.frames import Budget, Limits
+
+    budget = Budget(10 * 1024 * 1024)
+
+    def steps(link: Link) -> list[int]:
+        link.from_client(
+            client_frame(b"a" * 100_000, fin=False) + client_frame(b"b" * 50_000, opcode=0)[:20_000]
+        )
+        held = budget.held
+        link.close()
+        return [held, budget.held]
+
+    _, browser, held = link_run(steps, tmp_path, Limits(budget=budget))
+    assert held == [100_000 + 20_000 - 8, 0] and browser.data == b""
+
+
+def test_a_client_close_frame_passes_and_ends_what_the_client_can_send(tmp_path: Path) -> None:
+    def steps(link: Link) -> None:
+        link.from_client(client_frame(b"\x03\xe8bye", opcode=8) + client_frame(GOOD))
+
+    client, browser, _ = link_run(steps, tmp_path)
+    sent = bytes(browser.data)
+    assert sent[0] == 0x88 and messages(sent) == [b"\x03\xe8bye"] and client.data == b""

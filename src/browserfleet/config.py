@@ -39,6 +39,10 @@ def default_session_disk_mb(data_dir: Path) -> int:
     return max(1, min(10 * 1024, shutil.disk_usage(existing).free // (10 * 1024 * 1024)))
 
 
+def default_reassembly_budget() -> int:
+    return int(min(1024, psutil.virtual_memory().total // (4 * 1024 * 1024)))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BROWSERFLEET_", extra="ignore")
 
@@ -74,6 +78,10 @@ class Settings(BaseSettings):
     sample_interval: float = Field(default=5.0, gt=0)
     # Largest file `POST /v1/sessions/{id}/uploads` accepts.
     max_upload_mb: int = Field(default=100, ge=1)
+    # CDP gateway: the largest client → browser message (a 50 MB upload is ~67 MB of base64), and the
+    # bytes all clients' unfinished messages may hold at once (default: 1 GiB, or a quarter of memory).
+    max_message_mb: int = Field(default=100, ge=1)
+    reassembly_budget_mb: int = Field(default_factory=lambda: default_reassembly_budget(), ge=1)
 
     # The sandbox (docs/security.md): where the host cannot give browsers Chromium's own sandbox, they
     # are not started at all unless the operator accepts running them without it.

@@ -1,11 +1,15 @@
-"""The relay at byte level: after both WebSocket handshakes, frames are copied as bytes.
+"""The relay: after both WebSocket handshakes, the browser's frames are copied as bytes and the
+client's are checked and framed anew.
 
-Neither leg negotiates an extension, so a client's (masked) frames are valid frames for Chromium and
-Chromium's (unmasked) frames are valid frames for the client. Browser → client bytes are written on
-as they arrive, never parsed. Client → browser bytes are split into frames (a header read, no
-copy of the payload) so the CDP policy can see each text message; a message it rewrites is re-framed
-with a zero mask. Flow control is passed through both ways, so a slow client slows the browser down
-instead of filling memory.
+Neither leg negotiates an extension, so Chromium's (unmasked) frames are valid frames for the client
+and go on as they arrive, never parsed: only their headers are read (`frames.ServerStream`), to know
+where frame boundaries are. Client → browser bytes go through the strict decoder (`frames.ClientDecoder`)
+and every text message through the CDP policy; what goes on is the message that was checked (or the
+policy's rewrite), framed anew with a zero mask. A client that breaks the framing rules or sends a
+message that cannot be answered is closed with a close frame of its own (1002, 1003, 1008, 1009),
+written at the next frame boundary of the browser's stream, and nothing it sent from there on reaches
+Chromium. Flow control is passed through both ways, so a slow client slows the browser down instead of
+filling memory.
 """
 
 from __future__ import annotations
@@ -13,20 +17,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 from typing import Any
 
-from websockets.speedups import apply_mask
-
 from browserfleet.artifacts.cdplog import BODY_LIMIT, LinkTap
-from browserfleet.gateway.policy import Policy
+from browserfleet.gateway.frames import (
+    GOING_AWAY,
+    OP_TEXT,
+    POLICY_VIOLATION,
+    ClientDecoder,
+    Failure,
+    Limits,
+    ServerStream,
+    close_frame,
+    frame_header,
+)
+from browserfleet.gateway.policy import Policy, Unanswerable
+
+log = logging.getLogger(__name__)
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONTINUATION, OP_TEXT = 0x0, 0x1
 HIGH_WATER, LOW_WATER = 8 * 1024 * 1024, 1024 * 1024
-MAX_CLIENT_FRAME = 256 * 1024 * 1024  # commands are small; this only stops a client exhausting memory
-ZERO_MASK = b"\x00\x00\x00\x00"
-GOING_AWAY = b"\x88\x0f\x03\xe9session ended"  # server close frame: 1001, "session ended"
+SESSION_ENDED = close_frame(GOING_AWAY, "session ended")
+CLOSE_WAIT = 5.0  # seconds a refused client's close frame may wait for a frame boundary
 
 
 class HandshakeError(OSError):
@@ -37,39 +51,27 @@ def accept_key(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
 
 
-def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """A client-to-server frame with a zero mask (the payload stays as it is)."""
-    head = bytes([(0x80 if fin else 0) | opcode])
-    size = len(payload)
-    if size < 126:
-        head += bytes([0x80 | size])
-    elif size < 1 << 16:
-        head += bytes([0x80 | 126]) + size.to_bytes(2, "big")
-    else:
-        head += bytes([0x80 | 127]) + size.to_bytes(8, "big")
-    return head + ZERO_MASK + payload
-
-
 class Link:
     """One client connection spliced to one browser connection."""
 
-    def __init__(self, policy: Policy, tap: LinkTap | None = None) -> None:
+    def __init__(
+        self, policy: Policy, tap: LinkTap | None = None, limits: Limits | None = None, label: str = ""
+    ) -> None:
         self.policy = policy
         self.tap = tap  # the session's CDP log, when it keeps one
+        self.label = label  # for the log: whose connection this is
         self.client: asyncio.Transport | None = None
         self.browser: asyncio.Transport | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.browser_lost = False  # the browser's side closed before the client's
-        self._pending = bytearray()  # client bytes not yet a whole frame
-        self._fragments: list[bytes] | None = None  # a fragmented text message being reassembled
+        self._decoder = ClientDecoder(limits or Limits())
         self._draining: asyncio.TimerHandle | None = None
         self._early = bytearray()  # browser bytes that came before the client was attached
-        # Where the browser → client stream is: bytes left of the current frame's payload, or a
-        # partial frame header. Only headers are read, so a close frame can go in at a boundary.
-        self._skip = 0
-        self._header = bytearray()
-        self._kept: bytearray | None = None  # the head of the text message being passed, for the tap
-        self._kept_size = 0
+        # Where the browser → client stream is; it hands the tap the head of each text message.
+        self._stream = ServerStream(BODY_LIMIT, tap.message) if tap is not None else ServerStream()
+        self._refusal: bytes | None = None  # the close frame for a refused client, once it is refused
+        self._closing: asyncio.TimerHandle | None = None
+        self._close_sent = False
 
     def attach_client(self, transport: asyncio.Transport) -> None:
         self.client = transport
@@ -80,63 +82,41 @@ class Link:
     # -- client → browser -----------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
-        buf = self._pending
-        buf += data
+        if self._refusal is not None or self.done.done():
+            return  # a refused client: nothing more of it reaches the browser
+        frames, failure = self._decoder.feed(data)
         out: list[bytes] = []
-        start = 0
-        end = len(buf)
-        while end - start >= 2:
-            b0, b1 = buf[start], buf[start + 1]
-            size = b1 & 0x7F
-            head = 2
-            if size == 126:
-                if end - start < 4:
+        for opcode, payload in frames:
+            message = payload
+            if opcode == OP_TEXT:
+                try:
+                    replaced = self.policy.apply(payload)
+                except Unanswerable as exc:
+                    failure = Failure(POLICY_VIOLATION, f"invalid CDP message: {exc}")
                     break
-                size = int.from_bytes(buf[start + 2 : start + 4], "big")
-                head = 4
-            elif size == 127:
-                if end - start < 10:
-                    break
-                size = int.from_bytes(buf[start + 2 : start + 10], "big")
-                head = 10
-            if not b1 & 0x80:  # clients must mask: anything else is not a WebSocket client
-                self.close()
-                return
-            total = head + 4 + size
-            if size > MAX_CLIENT_FRAME:
-                self.close()
-                return
-            if end - start < total:
-                break
-            opcode, fin = b0 & 0x0F, bool(b0 & 0x80)
-            text = opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._fragments is not None)
-            if not text:  # binary, control frames, and fragments of binary messages pass as they are
-                out.append(bytes(buf[start : start + total]))
-                start += total
-                continue
-            mask = bytes(buf[start + head : start + head + 4])
-            payload = apply_mask(bytes(buf[start + head + 4 : start + total]), mask)
-            if fin and self._fragments is None:
                 if self.tap is not None:
                     self.tap.command(payload)
-                replaced = self.policy.apply(payload)
-                out.append(
-                    bytes(buf[start : start + total]) if replaced is None else frame(OP_TEXT, replaced)
-                )
-            else:
-                # Fragmented text: reassemble, so the policy sees the whole message.
-                self._fragments = [*(self._fragments or []), payload]
-                if fin:
-                    message = b"".join(self._fragments)
-                    self._fragments = None
-                    if self.tap is not None:
-                        self.tap.command(message)
-                    replaced = self.policy.apply(message)
-                    out.append(frame(OP_TEXT, message if replaced is None else replaced))
-            start += total
-        del buf[:start]
+                if replaced is not None:
+                    message = replaced
+            out.append(frame_header(opcode, len(message)))
+            out.append(message)
         if out and self.browser is not None:
-            self.browser.write(b"".join(out))
+            self.browser.writelines(out)
+        if failure is not None:
+            self._refuse(failure)
+
+    def _refuse(self, failure: Failure) -> None:
+        """Close the client with `failure`'s code: at once if the browser's stream is between frames,
+        else once the frame being passed has ended (or after `CLOSE_WAIT`)."""
+        log.warning("gateway: closing a client of %s with %d: %s", self.label or "?", *failure)
+        self._decoder.release()
+        # The client's bytes are still read (and dropped): closing a socket with unread bytes would
+        # reset the connection, and the client could lose our close frame with them.
+        self._refusal = close_frame(*failure)
+        if self._stream.at_boundary:
+            self.close()
+        else:
+            self._closing = asyncio.get_running_loop().call_later(CLOSE_WAIT, self.close)
 
     # -- browser → client -----------------------------------------------------------------------
 
@@ -147,7 +127,13 @@ class Link:
             return
         if client.is_closing():
             return
-        self._track(data)
+        if self._refusal is not None:
+            used = self._stream.feed(data, stop_at_boundary=True)
+            client.write(data if used == len(data) else data[:used])
+            if self._stream.at_boundary:
+                self.close()
+            return
+        self._stream.feed(data)
         client.write(data)
         if (
             client.get_write_buffer_size() > HIGH_WATER
@@ -157,51 +143,9 @@ class Link:
             self.browser.pause_reading()
             self._wait_for_client()
 
-    def _track(self, data: bytes) -> None:
-        """Advance past whole frames: header bytes are read, payloads are only counted."""
-        pos, end = 0, len(data)
-        header = self._header
-        while pos < end:
-            if self._skip:
-                step = min(self._skip, end - pos)
-                kept = self._kept
-                if kept is not None and len(kept) < BODY_LIMIT:
-                    kept += data[pos : pos + min(step, BODY_LIMIT - len(kept))]
-                self._skip -= step
-                pos += step
-                if not self._skip and kept is not None:
-                    self._message_passed()
-                continue
-            had = len(header)
-            header += data[pos : pos + 14 - had]
-            need = 2
-            if len(header) >= 2:
-                size = header[1] & 0x7F
-                need = (4 if size == 126 else 10 if size == 127 else 2) + (4 if header[1] & 0x80 else 0)
-            if len(header) < need:
-                pos = end  # the rest of the header comes in a later chunk
-                continue
-            length = header[1] & 0x7F
-            if length == 126:
-                length = int.from_bytes(header[2:4], "big")
-            elif length == 127:
-                length = int.from_bytes(header[2:10], "big")
-            pos += need - had
-            if self.tap is not None and header[0] & 0x0F == OP_TEXT:
-                self._kept, self._kept_size = bytearray(), length
-            header.clear()
-            self._skip = length
-            if not length and self._kept is not None:
-                self._message_passed()
-
-    def _message_passed(self) -> None:
-        assert self.tap is not None and self._kept is not None
-        self.tap.message(bytes(self._kept), self._kept_size)
-        self._kept = None
-
     @property
     def at_frame_boundary(self) -> bool:
-        return not self._skip and not self._header
+        return self._stream.at_boundary
 
     def _wait_for_client(self) -> None:
         # The client transport's protocol is aiohttp's, so its pause/resume_writing do not reach us: poll.
@@ -216,13 +160,25 @@ class Link:
     # -- both ------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._draining is not None:
-            self._draining.cancel()
+        for timer in (self._draining, self._closing):
+            if timer is not None:
+                timer.cancel()
+        self._decoder.release()
         if self.browser is not None and not self.browser.is_closing():
             self.browser.close()
-        if self.client is not None and not self.client.is_closing() and self.at_frame_boundary:
-            self.client.write(GOING_AWAY)  # the client learns why, as it did from Chromium's own close
-        for transport in (self.browser, self.client):
+        client = self.client
+        if (
+            client is not None
+            and not client.is_closing()
+            and self._stream.at_boundary
+            and not self._close_sent
+        ):
+            # The client learns why: our refusal, or the session's end as it would from Chromium's own
+            # close (unless Chromium's close frame has gone to it already).
+            if self._refusal is not None or not self._stream.closed:
+                client.write(self._refusal or SESSION_ENDED)
+            self._close_sent = True
+        for transport in (self.browser, client):
             if transport is not None and not transport.is_closing():
                 transport.close()
         if not self.done.done():
