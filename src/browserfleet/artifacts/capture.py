@@ -241,8 +241,10 @@ class SessionCapture:
             self._by_session[attached["sessionId"]] = page
             if self.log_pages:
                 self.files.page_dir(page.index).mkdir(parents=True, exist_ok=True)
-                page.console = self.files.console_log(page.index).open("a", buffering=1)
-                page.network = self.files.network_log(page.index).open("a", buffering=1)
+                # backslashreplace: a lone surrogate a page logs is written as its JSON escape.
+                options: dict[str, Any] = {"buffering": 1, "encoding": "utf-8", "errors": "backslashreplace"}
+                page.console = self.files.console_log(page.index).open("a", **options)
+                page.network = self.files.network_log(page.index).open("a", **options)
                 await cdp.send("Runtime.enable", session_id=page.cdp_session)
                 await cdp.send("Network.enable", session_id=page.cdp_session)
             if self.record:

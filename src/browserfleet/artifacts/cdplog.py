@@ -222,7 +222,9 @@ class CdpLog:
             return
         if self._out is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._out = self.path.open("a", encoding="utf-8")
+            # A lone surrogate (a page can log one) is written as its JSON escape, so the line stays
+            # valid JSON with the same meaning instead of failing the whole flush.
+            self._out = self.path.open("a", encoding="utf-8", errors="backslashreplace")
         self._out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.written += 1
 
