@@ -27,6 +27,7 @@ from browserfleet.cluster.local import LocalRunner
 from browserfleet.config import Settings
 from browserfleet.gateway import debug as debug_routes
 from browserfleet.gateway import routes as gateway_routes
+from browserfleet.gateway.frames import MIB, Budget, Limits
 from browserfleet.inspector import live as live_routes
 from browserfleet.services import SERVICES, Services
 from browserfleet.sessions.manager import SessionManager
@@ -130,6 +131,11 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         ViewTokens(secret),
         artifacts,
         ViewTokens(secret, purpose="media"),
+        Limits(
+            settings.max_message_mb * MIB,
+            settings.max_message_mb * MIB,
+            Budget(settings.reassembly_budget_mb * MIB),
+        ),
     )
 
     # Bodies beyond 1 MiB are only for uploads, which read their own stream with their own limit.

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from browserfleet.artifacts.service import Artifacts
 from browserfleet.config import Settings
+from browserfleet.gateway.frames import Limits
 from browserfleet.sessions.manager import SessionManager
 from browserfleet.sessions.tokens import SigningKeys, ViewTokens
 from browserfleet.store.repo import Store
@@ -22,6 +23,7 @@ class Services:
     view_tokens: ViewTokens  # live view and DevTools URLs
     artifacts: Artifacts
     media_tokens: ViewTokens  # replay segments and MP4 exports
+    link_limits: Limits  # the gateway's message cap and reassembly budgets (one budget per process)
 
     def public_base(self, request: web.Request) -> str:
         """http(s)://host[:port][/prefix] as clients reach this server."""

@@ -11,9 +11,7 @@ from aiohttp import web
 
 from browserfleet.api.errors import ApiError
 from browserfleet.artifacts.cdplog import LinkTap
-from browserfleet.config import Settings
 from browserfleet.gateway import credentials
-from browserfleet.gateway.frames import MIB, Budget, Limits
 from browserfleet.gateway.policy import Policy
 from browserfleet.gateway.splice import ClientFrames, Link, accept_key, connect_browser
 from browserfleet.services import SERVICES, Services
@@ -47,9 +45,7 @@ async def relay(
     """Splice the client to `browser_url` on the session's browser. A counted client keeps the session
     alive (its leaving may end it); an uncounted one (DevTools) is only closed when the session ends."""
     svc = request.app[SERVICES]
-    link = Link(
-        policy_for(svc, live), await _tap(svc, live.id, target_id), link_limits(svc.settings), live.id
-    )
+    link = Link(policy_for(svc, live), await _tap(svc, live.id, target_id), svc.link_limits, live.id)
 
     async def close() -> None:
         link.close()
@@ -94,15 +90,6 @@ def policy_for(svc: Services, live: LiveSession) -> Policy:
     """The session's policy, with its folders as its browser sees them (inside its jail, if any)."""
     browser = live.browser
     return Policy(Path(browser.seen(browser.downloads_dir)), Path(browser.uploads_seen))
-
-
-_budgets: dict[int, Budget] = {}  # by size; one per process, as it guards the process's memory
-
-
-def link_limits(settings: Settings) -> Limits:
-    size = settings.reassembly_budget_mb
-    budget = _budgets.setdefault(size, Budget(size * MIB))
-    return Limits(settings.max_message_mb * MIB, settings.max_message_mb * MIB, budget)
 
 
 async def _tap(svc: Services, session_id: str, target_id: str | None) -> LinkTap | None:
