@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import CLI, Server, session_browser, wait_for
 from test_sandbox import as_the_browser, chromium_main
@@ -87,7 +88,7 @@ class ServerWithAnFd(Server):
                 with self.http(self.api_key) as http:
                     http.get("/v1/projects", timeout=1)
                 return self
-            except Exception:  # noqa: BLE001 - not listening yet
+            except httpx.TransportError:  # not listening yet
                 if self.proc.poll() is not None:
                     raise RuntimeError(self.log.read_text()) from None
                 time.sleep(0.1)
