@@ -7,6 +7,7 @@ import asyncio
 import collections
 import collections.abc
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -32,6 +33,26 @@ log = logging.getLogger(__name__)
 _LISTENING = re.compile(rb"DevTools listening on (ws://127\.0\.0\.1:(\d+)/devtools/browser/[\w-]+)")
 PROFILE_PREFIX = "browser-"
 TMP_PREFIX = "bf-chromium-"
+_SYS_CLOSE_RANGE = 436
+_CLOSE_RANGE_CLOEXEC = 4
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def close_inherited_at_exec() -> None:
+    """In a child before exec: every descriptor but stdin, stdout and stderr is closed when it execs.
+
+    uvloop ignores `close_fds`, so without this every inheritable descriptor of the server (whatever
+    started it left open: a log, a socket, a secrets file) went on to bwrap, setpriv and Chromium, as
+    the browser's uid. Marking them close-on-exec rather than closing them keeps the loop's own pipe
+    that reports a failed exec.
+    """
+    every = ctypes.c_uint(0xFFFFFFFF)
+    if _libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(3), every, _CLOSE_RANGE_CLOEXEC) == 0:
+        return
+    for name in os.listdir("/proc/self/fd"):  # kernels before 5.11
+        if int(name) > 2:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(int(name), False)
 
 
 def remove_profile(profile: Path) -> None:
@@ -289,6 +310,7 @@ class Launcher:
                 netns.enter_new()
             if groups is not None:
                 groups.join()
+            close_inherited_at_exec()
 
         started = time.perf_counter()
         try:
