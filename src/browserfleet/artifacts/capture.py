@@ -16,14 +16,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import hashlib
 import json
 import logging
 import mimetypes
 import os
 import re
-import shutil
 import stat
 import time
 import uuid
@@ -427,6 +425,7 @@ class SessionCapture:
             self._reserved.pop(guid, None)
 
     async def _save_download_now(self, landed: Path, begun: dict[str, Any]) -> None:
+        allowed: int | None = None  # the most bytes the saved copy may have
         if self.disk_quota is not None:
             try:
                 used, size = await asyncio.to_thread(
@@ -442,13 +441,14 @@ class SessionCapture:
                 )
                 await asyncio.to_thread(landed.unlink, missing_ok=True)
                 return
+            allowed = self.disk_quota - used
         name = _safe_name(str(begun.get("suggestedFilename") or landed.name))
         stem, ext = os.path.splitext(name)
         stamp = now_ms()
         while (target := self.files.downloads / f"{stem}-{stamp}{ext}").exists():
             stamp += 1
         try:
-            size, checksum = await asyncio.to_thread(_move_and_hash, landed, target)
+            size, checksum = await asyncio.to_thread(_move_and_hash, landed, target, allowed)
         except (OSError, ValueError) as exc:
             log.warning("session %s: download not saved: %s", self.session_id, exc)
             return
@@ -485,40 +485,34 @@ def stored_bytes(files: SessionFiles, skip: Collection[Path] = ()) -> int:
     return total
 
 
-def _move_and_hash(source: Path, target: Path) -> tuple[int, str]:
-    """Move a regular file the browser wrote out of its profile, and hash it.
+def _move_and_hash(source: Path, target: Path, limit: int | None = None) -> tuple[int, str]:
+    """Copy a regular file the browser wrote out of its profile into `target`, hash it, remove it.
 
-    The browser owns its downloads folder, so it could put a link there (to a host file) or swap one in
-    while this runs: the file is opened without following links, checked to be a plain file with one
-    name, renamed, and the renamed name checked to still be that very file. Refused otherwise.
+    The browser owns its downloads folder and may still hold the file open, so: the file is opened
+    without following links and must be a plain file with one name; its bytes are *copied* (a renamed
+    inode could go on growing under the browser's descriptor after the quota check), at most the size
+    it had when opened, and at most `limit`; the copy is the server's own file.
     """
     fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as stream:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             raise ValueError(f"{source.name} is not a plain file of the browser's own")
-        try:
-            os.rename(source, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            with target.open("xb") as out:  # another filesystem: copy from the file already open
-                shutil.copyfileobj(stream, out, 1 << 20)
-            stream.seek(0)
-            source.unlink(missing_ok=True)
-        else:
-            moved = os.stat(target, follow_symlinks=False)
-            if (moved.st_ino, moved.st_dev) != (info.st_ino, info.st_dev):
-                target.unlink(missing_ok=True)
-                raise ValueError(f"{source.name} changed while it was being saved")
-        if os.geteuid() == 0:
-            os.chown(target, 0, 0, follow_symlinks=False)
+        left = info.st_size if limit is None else min(info.st_size, limit)
         digest = hashlib.sha256()
         size = 0
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-        return size, digest.hexdigest()
+        try:
+            with target.open("xb") as out:
+                while left > 0 and (chunk := stream.read(min(1 << 20, left))):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    left -= len(chunk)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    source.unlink(missing_ok=True)
+    return size, digest.hexdigest()
 
 
 def _safe_name(name: str) -> str:
