@@ -389,7 +389,7 @@ class SessionCapture:
 
         The path comes from the browser, which may be hostile: it never decides what the server moves
         (the profile's top is the server's, so the folder itself cannot be swapped for a link; what is
-        in it is checked when it is moved, see _move_and_hash).
+        in it is checked when it is taken, see _move_and_hash).
         """
         landed = self.browser.on_host(file_path)
         if landed is None or landed.parent != self.browser.downloads_dir:
@@ -491,14 +491,17 @@ def _move_and_hash(source: Path, target: Path, limit: int | None = None) -> tupl
     The browser owns its downloads folder and may still hold the file open, so: the file is opened
     without following links and must be a plain file with one name; its bytes are *copied* (a renamed
     inode could go on growing under the browser's descriptor after the quota check), at most the size
-    it had when opened, and at most `limit`; the copy is the server's own file.
+    it had when opened, which must be at most `limit`; the copy is the server's own file.
     """
     fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as stream:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             raise ValueError(f"{source.name} is not a plain file of the browser's own")
-        left = info.st_size if limit is None else min(info.st_size, limit)
+        if limit is not None and info.st_size > limit:
+            # Grown since the quota check: refused whole, not saved cut short as if it were complete.
+            raise ValueError(f"{source.name} is over the session's disk quota")
+        left = info.st_size
         digest = hashlib.sha256()
         size = 0
         try:
