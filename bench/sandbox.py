@@ -35,6 +35,7 @@ from browserfleet.browsers import cgroups, sandbox
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.launcher import Launcher, Walls
 from browserfleet.browsers.sandbox import Mode
+from browserfleet.config import default_session_cpus
 
 ROUNDS = scaled(15)
 UID_BASE = 810_000
@@ -91,7 +92,7 @@ def measure(report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         data_dir = Path(tmp)
         hierarchy = cgroups.detect(data_dir)
-        limits = cgroups.Limits(memory_bytes=4096 * 1024 * 1024, cpu_cores=1.0, pids=2048)
+        limits = cgroups.Limits(memory_bytes=4096 * 1024 * 1024, cpu_cores=default_session_cpus(), pids=2048)
         variants = [
             Variant("unsandboxed (root, --no-sandbox; before)", Walls(Mode.UNSANDBOXED)),
             Variant("jailed, no cgroups", Walls(Mode.JAILED, support, uid_base=UID_BASE)),

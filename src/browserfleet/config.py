@@ -27,8 +27,9 @@ def default_session_memory_mb() -> int:
 
 
 def default_session_cpus() -> float:
-    """Half the machine's cores, at least one: one busy session cannot take the whole host."""
-    return max(1.0, (os.cpu_count() or 2) / 2)
+    """Half the machine's cores, but at least two: a launch runs several processes at once, and a
+    one-core quota made it ~370 ms slower (bench/RESULTS.md, sandbox launch cost)."""
+    return max(2.0, (os.cpu_count() or 2) / 2)
 
 
 def default_session_disk_mb(data_dir: Path) -> int:
