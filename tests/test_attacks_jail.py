@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import CLI, Server, session_browser, wait_for
-from test_sandbox import as_the_browser, chromium_main
+from test_sandbox import as_the_browser, chromium_main, in_the_browsers_place
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -27,24 +27,8 @@ MIB = 1024 * KIB
 def browser_process(jail: int, script: str) -> subprocess.Popen[str]:
     """A long-lived Python process with the browser's credentials, in its namespaces (as_the_browser,
     but running alongside the test)."""
-    chromium = chromium_main(jail)
-    uid = chromium.uids().real
     return subprocess.Popen(
-        [
-            "nsenter",
-            f"--target={chromium.pid}",
-            "--mount",
-            "--pid",
-            "--ipc",
-            "--net",
-            "--uts",
-            f"--setuid={uid}",
-            f"--setgid={uid}",
-            "--",
-            "/usr/bin/python3",
-            "-c",
-            script,
-        ],
+        in_the_browsers_place(jail, "/usr/bin/python3", "-c", script),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

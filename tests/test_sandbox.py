@@ -204,27 +204,19 @@ def test_the_jail_shows_only_the_sessions_own_files(server: Server, running: Any
     )
 
 
+def in_the_browsers_place(jail: int, *command: str) -> list[str]:
+    """`command` run with the browser's uid, in its namespaces (nsenter's argv)."""
+    chromium = chromium_main(jail)
+    uid = chromium.uids().real
+    where = [f"--target={chromium.pid}", "--mount", "--pid", "--ipc", "--net", "--uts"]
+    return ["nsenter", *where, f"--setuid={uid}", f"--setgid={uid}", "--", *command]
+
+
 def as_the_browser(jail: int, script: str) -> subprocess.CompletedProcess[str]:
     """Run a shell script with the browser's credentials, in its namespaces: what a process that broke
     out of Chromium's own sandbox into the browser process could do."""
-    chromium = chromium_main(jail)
-    uid = chromium.uids().real
     return subprocess.run(
-        [
-            "nsenter",
-            f"--target={chromium.pid}",
-            "--mount",
-            "--pid",
-            "--ipc",
-            "--net",
-            "--uts",
-            f"--setuid={uid}",
-            f"--setgid={uid}",
-            "--",
-            "/bin/sh",
-            "-c",
-            script,
-        ],
+        in_the_browsers_place(jail, "/bin/sh", "-c", script),
         capture_output=True,
         text=True,
         timeout=30,
