@@ -78,6 +78,25 @@ def canonical_length(header: Header) -> bool:
     return width == 2 or (width == 4 and length >= 126) or (width == 10 and 1 << 16 <= length < 1 << 63)
 
 
+def next_header(head: bytearray, data: bytes, pos: int) -> tuple[Header, int] | None:
+    """The frame header at `pos` in `data`, completing the start of one kept in `head` from earlier
+    reads, and the position after it. None: `data` ended inside the header, now kept in `head`
+    (a header is at most 14 bytes, so a start that 14 bytes cannot complete means `data` ran out)."""
+    if head:
+        had = len(head)
+        head += data[pos : pos + 14 - had]
+        header = read_header(head)
+        if header is None:
+            return None
+        head.clear()
+        return header, pos + header[2] - had
+    header = read_header(data, pos)
+    if header is None:
+        head += data[pos:]
+        return None
+    return header, pos + header[2]
+
+
 def frame_header(opcode: int, length: int) -> bytes:
     """The header of a final client-to-server frame with a zero mask (its payload goes as it is)."""
     if length < 126:
@@ -151,20 +170,10 @@ class ClientDecoder:
         while pos < end and not self._done:
             frame = self._frame
             if frame is None:
-                if self._head:
-                    had = len(self._head)
-                    self._head += data[pos : pos + 14 - had]
-                    header = read_header(self._head)
-                    if header is None:
-                        return out, None  # `data` is used up: the rest of the header comes later
-                    pos += header[2] - had
-                    self._head.clear()
-                else:
-                    header = read_header(data, pos)
-                    if header is None:
-                        self._head += data[pos:]
-                        return out, None
-                    pos += header[2]
+                found = next_header(self._head, data, pos)
+                if found is None:
+                    return out, None  # `data` is used up: the rest of the header comes later
+                header, pos = found
                 failure = self._check(header)
                 if failure is not None:
                     return out, self._fail(failure)
@@ -329,20 +338,10 @@ class ServerStream:
                 continue
             if stop_at_boundary and not self._head:
                 return pos
-            if self._head:
-                had = len(self._head)
-                self._head += data[pos : pos + 14 - had]
-                header = read_header(self._head)
-                if header is None:
-                    return end
-                pos += header[2] - had
-                self._head.clear()
-            else:
-                header = read_header(data, pos)
-                if header is None:
-                    self._head += data[pos:]
-                    return end
-                pos += header[2]
+            found = next_header(self._head, data, pos)
+            if found is None:
+                return end
+            header, pos = found
             opcode, length = header[0] & 0x0F, header[1]
             if opcode == OP_CLOSE:
                 self.closed = True
