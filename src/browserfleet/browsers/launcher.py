@@ -292,6 +292,13 @@ class Launcher:
     async def _launch(self, uid: int | None) -> Browser:
         profile = await asyncio.to_thread(self._make_profile, uid)
         groups: cgroups.BrowserGroups | None = None
+
+        def undo() -> None:  # a launch that did not get as far as a Browser leaves nothing behind
+            if groups is not None:
+                groups.kill()
+                groups.remove()
+            remove_profile(profile)
+
         try:
             if self.walls.hierarchy is not None and self.walls.hierarchy.usable:
                 groups = await asyncio.to_thread(
@@ -299,9 +306,7 @@ class Launcher:
                 )
             command, env, view = self._command(profile, uid)
         except OSError as exc:
-            if groups is not None:
-                groups.remove()
-            remove_profile(profile)
+            undo()
             raise LaunchError("cannot prepare the browser's profile or cgroups", str(exc)) from exc
         isolate = self.isolate
 
@@ -324,17 +329,12 @@ class Launcher:
                 preexec_fn=in_child,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            if groups is not None:
-                groups.remove()
-            remove_profile(profile)
+            undo()
             raise LaunchError("cannot start Chromium", f"{self.executable}: {exc}") from exc
         except BaseException:
             # Cancelled while spawning (the pool closing at shutdown): asyncio kills a process it was
-            # still starting, but the profile made for it is ours to remove.
-            if groups is not None:
-                groups.kill()
-                groups.remove()
-            remove_profile(profile)
+            # still starting, but the profile and cgroups made for it are ours to remove.
+            undo()
             raise
         assert proc.stderr is not None
         tail: collections.deque[str] = collections.deque(maxlen=20)
