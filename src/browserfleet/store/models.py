@@ -1,8 +1,12 @@
-"""ORM models. Timestamps are timezone-aware UTC datetimes."""
+"""ORM models. Timestamps are timezone-aware UTC datetimes.
+
+The column types keep one behaviour on SQLite and PostgreSQL: times are stored as UTC whatever offset
+they come with, and free text (`StoredText`) that PostgreSQL cannot hold (NUL) is made storable there.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
@@ -11,16 +15,37 @@ from sqlalchemy.types import TypeDecorator
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC; always hands back aware datetimes (SQLite forgets the zone)."""
+    """Stores UTC; always hands back aware datetimes (SQLite forgets the zone).
+
+    A time with another offset is converted first: SQLite would keep its wall-clock digits and drop the
+    offset (PostgreSQL converts); a naive one is taken as UTC, as stored times are."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            from datetime import UTC
-
             value = value.replace(tzinfo=UTC)
+        return value
+
+
+class StoredText(TypeDecorator[str]):
+    """Text from outside (names, page titles, URLs, reasons). PostgreSQL's text holds no NUL character:
+    there, a NUL is stored (and looked up) as U+FFFD, where it would fail the whole write. SQLite
+    stores it as it is. (The API refuses NUL in what clients send; this covers what pages and
+    operators hand in.)"""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is not None and dialect.name == "postgresql" and "\x00" in value:
+            return value.replace("\x00", "\ufffd")
         return value
 
 
@@ -32,10 +57,10 @@ class Project(Base):
     __tablename__ = "projects"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(StoredText)  # TEXT on PostgreSQL (migration 0005), as on SQLite
     owner_id: Mapped[str] = mapped_column(String(64))
     default_timeout: Mapped[int] = mapped_column(Integer)
-    concurrency: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(BigInteger)  # BIGINT on PostgreSQL (0005): SQLite's range
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -47,7 +72,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     prefix: Mapped[str] = mapped_column(String(16))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
-    name: Mapped[str] = mapped_column(String(128), default="")
+    name: Mapped[str] = mapped_column(StoredText, default="")  # TEXT on PostgreSQL (migration 0005)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
@@ -63,7 +88,7 @@ class Session(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    end_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(StoredText, nullable=True)
     keep_alive: Mapped[bool] = mapped_column(Boolean, default=False)
     region: Mapped[str] = mapped_column(String(32))
     context_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -75,7 +100,7 @@ class Session(Base):
     memory_usage: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Where the browser runs, so a restarted server can find and kill it.
     browser_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    browser_profile: Mapped[str | None] = mapped_column(Text, nullable=True)
+    browser_profile: Mapped[str | None] = mapped_column(StoredText, nullable=True)
 
     __table_args__ = (
         Index("ix_sessions_project_created", "project_id", "created_at"),
@@ -90,9 +115,9 @@ class MetadataLeaf(Base):
     __tablename__ = "session_metadata"
 
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
-    path: Mapped[str] = mapped_column(Text, primary_key=True)  # JSON array of keys, e.g. ["order","status"]
+    path: Mapped[str] = mapped_column(StoredText, primary_key=True)  # JSON array of keys, e.g. ["order","status"]
     project_id: Mapped[str] = mapped_column(String(36))
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(StoredText)
 
     __table_args__ = (Index("ix_session_metadata_lookup", "project_id", "path", "value"),)
 
@@ -122,12 +147,12 @@ class Download(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
-    filename: Mapped[str] = mapped_column(Text)  # as the page named it
-    stored_name: Mapped[str] = mapped_column(Text)  # name-<unix ms>.ext, its name in the zip
+    filename: Mapped[str] = mapped_column(StoredText)  # as the page named it
+    stored_name: Mapped[str] = mapped_column(StoredText)  # name-<unix ms>.ext, its name in the zip
     mime_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     checksum: Mapped[str] = mapped_column(String(64))  # sha256 hex
-    url: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(StoredText, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -140,8 +165,8 @@ class SessionPage(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
     page_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     target_id: Mapped[str] = mapped_column(String(64))
-    url: Mapped[str] = mapped_column(Text, default="")
-    title: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(StoredText, default="")
+    title: Mapped[str] = mapped_column(StoredText, default="")
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Recording: OFF, RECORDING, ENCODING, READY, EMPTY (no frame) or FAILED.
@@ -171,4 +196,4 @@ class ServerSecret(Base):
     __tablename__ = "server_secrets"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(StoredText)
