@@ -5,7 +5,8 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 NODE_DIR  := tests/node
-APT_PKGS  := chromium chromium-driver bubblewrap
+# postgresql: the suite starts a throwaway cluster of its own (harness/postgres.py) to test on it.
+APT_PKGS  := chromium chromium-driver bubblewrap postgresql
 # Tests run with loopback only: nothing they start may send a packet off 127.0.0.1.
 NETNS     := unshare --net sh -c 'ip link set lo up && exec "$$0" "$$@"'
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -23,8 +24,8 @@ bench: deps
 	$(NETNS) $(PY) -m bench
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench harness
+	$(VENV)/bin/ruff format --check src tests bench harness
 
 typecheck: deps
 	$(VENV)/bin/mypy

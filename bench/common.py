@@ -8,22 +8,17 @@ the goal stated in the issue, so the verdict is always computed from the run's o
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import importlib.metadata
 import math
 import os
 import platform
-import secrets
 import shlex
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,13 +29,17 @@ from typing import Any
 import httpx
 import psutil
 
+import harness.server
+from harness import site as sites
+from harness.processes import mentioning
+from harness.server import RESOLVER_RULES
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
 SITE_SOURCE = ROOT / "tests" / "site"
 CHROMIUM = "/usr/lib/chromium/chromium"
-# As the test suite gives it: every Chromium resolves nothing but 127.0.0.1 and localhost.
-RESOLVER_RULES = '--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost"'
-# The same flags for a Chromium launched directly (an argv list, so without the shell quoting).
+# The same resolver rules as every harness server's Chromium gets, for a Chromium launched directly
+# (an argv list, so without the shell quoting).
 DIRECT_ARGS = ["--headless=new", "--no-sandbox", *shlex.split(RESOLVER_RULES)]
 _VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PYTHON) if _VENV_PYTHON.exists() else sys.executable
@@ -288,99 +287,36 @@ def run_alone(run: Callable[[], Report]) -> None:
 # -- the server under test -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Server(harness.server.Server):
+    """A `browserfleet serve` subprocess on a data dir of the caller's choosing. It gets none of this
+    process's BROWSERFLEET_* settings: a benchmark's settings are its own (`env`, e.g. `pool_env()`).
+    `stop()` records anything odd in `notes`."""
 
+    inherit_settings = False
+    key_prefix = "bf_bench_"
+    python = PYTHON
+    cwd = ROOT
+    start_timeout = 60.0
 
-def mentioning(root: Path) -> list[psutil.Process]:
-    """Processes with a path under `root` in their command line (browsers, crash handlers)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if proc.pid != os.getpid() and any(str(root) in arg for arg in proc.info.get("cmdline") or []):
-            found.append(proc)
-    return found
-
-
-class Server:
-    """A `browserfleet serve` subprocess on a data dir of the caller's choosing."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, api_key: str | None = None) -> None:
-        self.data_dir = data_dir
-        self.api_key = api_key or "bf_bench_" + secrets.token_hex(16)
-        self.port = free_port()
-        self.env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.notes: list[str] = []
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def db_path(self) -> Path:
+        """The SQLite database (benchmarks run on the default store)."""
         return self.data_dir / "browserfleet.db"
 
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "server.log"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-BB-API-Key": self.api_key}
-
-    def environ(self) -> dict[str, str]:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("BROWSERFLEET_")}
-        return {
-            **inherited,
-            "BROWSERFLEET_DATA_DIR": str(self.data_dir),
-            "BROWSERFLEET_API_KEY": self.api_key,
-            "BROWSERFLEET_CHROMIUM_ARGS": RESOLVER_RULES,
-            # The benchmark pages are served on 127.0.0.1, which pages may not reach by default.
-            "BROWSERFLEET_ALLOW_LOOPBACK": "true",
-            **self.env,
-        }
-
-    def start(self, timeout: float = 60) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [PYTHON, "-m", "browserfleet", "serve", "--port", str(self.port)],
-                env=self.environ(),
-                stdout=log,
-                stderr=log,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.log_tail()}")
-            try:
-                httpx.get(f"{self.url}/v1/projects", headers=self.headers, timeout=1)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start within {timeout} s: {self.log_tail()}")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
         """SIGTERM, wait, then record anything odd: exit code, errors logged, processes left."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.notes.append("server did not exit within 60 s of SIGTERM; killed")
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            super().stop(sig, timeout)
+        except subprocess.TimeoutExpired:
+            self.notes.append(f"server did not exit within {timeout:.0f} s of SIGTERM; killed")
+            self.proc.kill()
+            self.proc.wait()
         if self.proc.returncode != 0:
             self.notes.append(f"server exited with code {self.proc.returncode} after SIGTERM")
         errors = [
@@ -407,23 +343,6 @@ class Server:
 
     # -- reading the server's state --------------------------------------------------------------
 
-    def process(self) -> psutil.Process:
-        assert self.proc is not None
-        return psutil.Process(self.proc.pid)
-
-    def browser_pids(self) -> set[int]:
-        """Chromium browser processes the server runs now (its children without --type=)."""
-        pids = set()
-        with contextlib.suppress(psutil.Error):
-            for child in self.process().children():
-                with contextlib.suppress(psutil.Error):
-                    cmdline = child.cmdline()
-                    if any(a.startswith("--user-data-dir=") for a in cmdline) and not any(
-                        a.startswith("--type=") for a in cmdline
-                    ):
-                        pids.add(child.pid)
-        return pids
-
     def ready_browsers(self) -> int:
         """Browsers whose debugging endpoint is open (DevToolsActivePort written): idle ones, when no
         session is running."""
@@ -444,24 +363,6 @@ class Server:
                 return True
             time.sleep(0.05)
         return False
-
-    def session_browser(self, session_id: str) -> tuple[int, Path]:
-        """(pid, profile dir) of a session's browser, as recorded in the server's database."""
-        with contextlib.closing(sqlite3.connect(self.db_path)) as db:
-            row = db.execute(
-                "select browser_pid, browser_profile from sessions where id = ?", (session_id,)
-            ).fetchone()
-        if row is None or row[0] is None:
-            raise RuntimeError(f"no browser recorded for session {session_id}")
-        return int(row[0]), Path(row[1])
-
-    # -- the API ---------------------------------------------------------------------------------
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
-
-    def async_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=60)
 
 
 def create_session(client: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -484,7 +385,7 @@ def serving(env: dict[str, str] | None = None, notes: list[str] | None = None) -
     What the stop found odd (exit code, errors logged, leftovers) is appended to `notes`.
     """
     data_dir = Path(tempfile.mkdtemp(prefix="browserfleet-bench-"))
-    server = Server(data_dir, env)
+    server = Server(data_dir, env or {})
     try:
         server.start()
         yield server
@@ -529,38 +430,19 @@ document.title = "ready";
 NOISE_SIZE = (780, 2400)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a browser killed mid-request (released session) is expected, not worth a traceback
-
-
 @contextlib.contextmanager
 def site(pages: dict[str, str] | None = None) -> Iterator[str]:
     """tests/site plus noise.html and `pages` (name → HTML), served on 127.0.0.1; yields the base URL."""
     root = Path(tempfile.mkdtemp(prefix="browserfleet-bench-site-"))
-    httpd: http.server.ThreadingHTTPServer | None = None
     try:
         shutil.copytree(SITE_SOURCE, root, dirs_exist_ok=True)
         width, height = NOISE_SIZE
         (root / "noise.html").write_text(NOISE_PAGE % {"width": width, "height": height})
         for name, html in (pages or {}).items():
             (root / name).write_text(html)
-        handler = functools.partial(_QuietHandler, directory=str(root))
-        httpd = _QuietServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        with sites.serving(root, quiet_errors=True) as url:
+            yield url
     finally:
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -19,7 +19,6 @@ import psutil
 
 from bench.common import (
     CHROMIUM,
-    RESOLVER_RULES,
     Report,
     Stats,
     num,
@@ -36,6 +35,7 @@ from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.launcher import Launcher, Walls
 from browserfleet.browsers.sandbox import Mode
 from browserfleet.config import default_session_cpus
+from harness.server import RESOLVER_RULES
 
 ROUNDS = scaled(15)
 UID_BASE = 810_000

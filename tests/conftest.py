@@ -3,109 +3,53 @@
 The suite runs in a loopback-only network namespace (see the Makefile); every Chromium gets
 host-resolver rules that keep it off the network. After the suite, no browser process and no
 profile directory of the suite may be left.
+
+Servers run on SQLite (a file in their data dir). A test that also runs on PostgreSQL says so with
+`each_database()`: it then runs once per database, the PostgreSQL run on a throwaway cluster the
+suite starts (`postgres`) and a fresh database of its own. The servers, processes and site come from
+the `harness` package the benchmarks share.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from browserbase import Browserbase
 
+import harness.server
+from harness import postgres as pg
+from harness import site as sites
+from harness.processes import mentioning as browsers_under
+from harness.server import RESOLVER_RULES
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(__file__).resolve().parent / "site"
-RESOLVER_RULES = '--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost"'
 CLI = [sys.executable, "-m", "browserfleet"]
+DATABASES = ("sqlite", "postgresql")
+
+__all__ = ["CLI", "RESOLVER_RULES", "ROOT", "SITE", "Server", "browsers_under"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Server(harness.server.Server):
+    """A `browserfleet serve` process and what tests need to reach it: the suite's limits (25 sessions
+    at once, a pool of 2, a sample a second) unless a test's `env` says otherwise."""
 
-
-def browsers_under(root: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if any(str(root) in arg for arg in proc.info.get("cmdline") or []):
-            found.append(proc)
-    return found
-
-
-@dataclass
-class Server:
-    """A `browserfleet serve` process and what tests need to reach it."""
-
-    data_dir: Path
-    api_key: str = field(default_factory=lambda: "bf_test_" + secrets.token_hex(16))
-    port: int = field(default_factory=free_port)
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.data_dir / "server.log"
-
-    def environ(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "BROWSERFLEET_API_KEY": self.api_key,
-            "BROWSERFLEET_DATA_DIR": str(self.data_dir),
-            "BROWSERFLEET_CHROMIUM_ARGS": RESOLVER_RULES,
-            "BROWSERFLEET_CONCURRENCY": "25",
-            "BROWSERFLEET_POOL_SIZE": "2",
-            # The suite's pages are served on 127.0.0.1, which pages may not reach by default.
-            "BROWSERFLEET_ALLOW_LOOPBACK": "true",
-            "BROWSERFLEET_SAMPLE_INTERVAL": "1",
-            **self.env,
-        }
-
-    def start(self) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*CLI, "serve", "--port", str(self.port)], env=self.environ(), stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
-            try:
-                httpx.get(f"{self.url}/v1/projects", headers={"x-bb-api-key": self.api_key}, timeout=1)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
+    defaults = {
+        "BROWSERFLEET_CONCURRENCY": "25",
+        "BROWSERFLEET_POOL_SIZE": "2",
+        "BROWSERFLEET_SAMPLE_INTERVAL": "1",
+    }
+    key_prefix = "bf_test_"
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
@@ -135,6 +79,35 @@ class Server:
     def http(self, api_key: str | None = None) -> httpx.Client:
         headers = {"X-BB-API-Key": api_key} if api_key is not None else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+def each_database(fixture: str = "server") -> pytest.MarkDecorator:
+    """Run a test once per database: its `fixture` (`server`, `make_server` or `database_url`) is then
+    on SQLite in one run and on PostgreSQL in the other."""
+    return pytest.mark.parametrize(fixture, DATABASES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.Cluster]:
+    """A PostgreSQL cluster for the whole suite, on 127.0.0.1, stopped and removed at its end. Without
+    PostgreSQL installed the tests that need it are skipped, except under CI, where they fail."""
+    bindir = pg.find_bindir()
+    if bindir is None:
+        reason = f"PostgreSQL is not installed (no {pg.install_root()}/<version>/bin/initdb)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: under CI, PostgreSQL tests must run, not be skipped", pytrace=False)
+        pytest.skip(f"{reason}; `apt-get install postgresql` to run them")
+    with pg.Cluster(bindir) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: SQLite unless the test runs on PostgreSQL (`each_database`)."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        cluster: pg.Cluster = request.getfixturevalue("postgres")
+        return cluster.database()
+    return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
 
 
 def chromium_temp_dirs() -> set[Path]:
@@ -167,20 +140,45 @@ def suite_root() -> Iterator[Path]:
     assert not new_temp, f"Chromium temp dirs left in {tempfile.gettempdir()}: {sorted(new_temp)[:5]}"
 
 
-@pytest.fixture(scope="session")
-def server(suite_root: Path) -> Iterator[Server]:
-    srv = Server(suite_root / "shared").start()
+def _shared(srv: Server) -> Iterator[Server]:
+    srv.start()
     yield srv
     srv.stop()
     assert srv.proc is not None and srv.proc.returncode == 0, srv.log.read_text()[-3000:]
 
 
+@pytest.fixture(scope="session")
+def sqlite_server(suite_root: Path) -> Iterator[Server]:
+    yield from _shared(Server(suite_root / "shared"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(suite_root: Path, postgres: pg.Cluster) -> Iterator[Server]:
+    yield from _shared(
+        Server(suite_root / "shared-pg", env={"BROWSERFLEET_DATABASE_URL": postgres.database()})
+    )
+
+
 @pytest.fixture
-def make_server(suite_root: Path) -> Iterator[object]:
-    """Servers of a test's own (restarts, crashes), each stopped at the end of the test."""
+def server(request: pytest.FixtureRequest) -> Server:
+    """The server the suite shares: on SQLite, or on PostgreSQL in a test's `each_database` run there."""
+    on_postgres = getattr(request, "param", "sqlite") == "postgresql"
+    shared: Server = request.getfixturevalue("pg_server" if on_postgres else "sqlite_server")
+    return shared
+
+
+@pytest.fixture
+def make_server(request: pytest.FixtureRequest, suite_root: Path) -> Iterator[object]:
+    """Servers of a test's own (restarts, crashes), each stopped at the end of the test. In a test's
+    PostgreSQL run (`each_database("make_server")`) each gets a fresh database of its own."""
     started: list[Server] = []
+    cluster: pg.Cluster | None = None
+    if getattr(request, "param", "sqlite") == "postgresql":
+        cluster = request.getfixturevalue("postgres")
 
     def make(name: str, **env: str) -> Server:
+        if cluster is not None:
+            name, env = f"{name}-pg", {"BROWSERFLEET_DATABASE_URL": cluster.database(), **env}
         srv = Server(suite_root / name, env=env)
         started.append(srv)
         return srv
@@ -190,21 +188,11 @@ def make_server(suite_root: Path) -> Iterator[object]:
         srv.stop()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def site() -> Iterator[str]:
     """The test web site (tests/site) on 127.0.0.1."""
-    handler = functools.partial(_QuietHandler, directory=str(SITE))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with sites.serving(SITE) as url:
+        yield url
 
 
 def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -> object:
@@ -221,35 +209,12 @@ def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -
 
 def browser_pids(srv: Server) -> set[int]:
     """Pids of the Chromium browser processes the server runs now (among its direct children)."""
-    assert srv.proc is not None
-    try:
-        children = psutil.Process(srv.proc.pid).children()
-    except psutil.NoSuchProcess:
-        return set()
-    pids = set()
-    for child in children:
-        try:
-            cmdline = child.cmdline()
-        except psutil.Error:
-            continue
-        # Chromium's helpers (zygotes, renderers) carry --type=; the browser process does not.
-        if any(a.startswith("--user-data-dir=") for a in cmdline) and not any(
-            a.startswith("--type=") for a in cmdline
-        ):
-            pids.add(child.pid)
-    return pids
+    return srv.browser_pids()
 
 
 def session_browser(srv: Server, session_id: str) -> tuple[int, Path]:
     """(pid, profile dir) of the browser serving a session, as the server recorded them."""
-    import sqlite3
-
-    with sqlite3.connect(srv.data_dir / "browserfleet.db") as db:
-        row = db.execute(
-            "select browser_pid, browser_profile from sessions where id = ?", (session_id,)
-        ).fetchone()
-    assert row is not None and row[0] is not None, f"no browser recorded for {session_id}"
-    return int(row[0]), Path(row[1])
+    return srv.session_browser(session_id)
 
 
 def profiles(srv: Server) -> list[Path]:

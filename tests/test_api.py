@@ -7,11 +7,12 @@ import re
 
 import browserbase
 import pytest
-from conftest import Server
+from conftest import Server, each_database
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+@each_database()
 def test_create_retrieve_list_release_with_the_sdk(server: Server) -> None:
     bb = server.sdk()
     session = bb.sessions.create(user_metadata={"order": {"status": "shipped"}}, region="eu-central-1")
@@ -36,6 +37,7 @@ def test_create_retrieve_list_release_with_the_sdk(server: Server) -> None:
     assert bb.sessions.retrieve(session.id).connect_url is None
 
 
+@each_database()
 def test_wire_format(server: Server) -> None:
     with server.http(server.api_key) as http:
         created = http.post("/v1/sessions", json={"timeout": 300.0, "keepAlive": False, "futureField": 1})
@@ -52,6 +54,7 @@ def test_wire_format(server: Server) -> None:
         assert "connectUrl" not in ended
 
 
+@each_database()
 def test_create_accepts_every_contract_field(server: Server) -> None:
     # What the SDK's own "all params" test sends, plus the legacy fingerprint and float numbers.
     bb = server.sdk()
@@ -84,6 +87,7 @@ def test_create_accepts_every_contract_field(server: Server) -> None:
     bb.sessions.update(session.id, status="REQUEST_RELEASE")
 
 
+@each_database()
 def test_metadata_query(server: Server) -> None:
     bb = server.sdk()
     shipped = bb.sessions.create(
@@ -127,6 +131,7 @@ def test_malformed_query_is_a_400_that_says_why(server: Server, q: str, why: str
     assert why in body["message"]
 
 
+@each_database()
 def test_projects_and_usage(server: Server) -> None:
     bb = server.sdk()
     projects = bb.projects.list()
@@ -139,6 +144,7 @@ def test_projects_and_usage(server: Server) -> None:
     assert usage.browser_minutes >= 1 and usage.proxy_bytes == 0
 
 
+@each_database()
 def test_one_project_never_sees_another(server: Server) -> None:
     _, other_key = server.new_project("isolation", concurrency=2)
     mine = server.sdk().sessions.create()
@@ -208,6 +214,7 @@ def test_bad_create_bodies_are_400s(server: Server, body: bytes, fragment: str) 
     assert fragment in payload["message"]
 
 
+@each_database()
 def test_bad_update_and_list_requests(server: Server) -> None:
     with server.http(server.api_key) as http:
         session = http.post("/v1/sessions", json={}).json()

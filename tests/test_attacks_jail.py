@@ -13,11 +13,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-import httpx
 import pytest
-from conftest import CLI, Server, session_browser, wait_for
+from conftest import Server, session_browser, wait_for
 from test_sandbox import as_the_browser, chromium_main, in_the_browsers_place
 
 KIB = 1024
@@ -56,27 +55,8 @@ class ServerWithAnFd(Server):
 
     inherited: int = -1
 
-    def start(self) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*CLI, "serve", "--port", str(self.port)],
-                env=self.environ(),
-                stdout=log,
-                stderr=log,
-                pass_fds=(self.inherited,),
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with self.http(self.api_key) as http:
-                    http.get("/v1/projects", timeout=1)
-                return self
-            except httpx.TransportError:  # not listening yet
-                if self.proc.poll() is not None:
-                    raise RuntimeError(self.log.read_text()) from None
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+    def start(self, timeout: float | None = None, pass_fds: tuple[int, ...] = ()) -> Self:
+        return super().start(timeout, (*pass_fds, self.inherited))
 
 
 # Every descriptor of every process in the jail, taken with pidfd_getfd (allowed between processes of one

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import Any
 
 import browserbase
 import pytest
-from conftest import Server
+from conftest import Server, each_database
 
 
 def test_generated_key_is_printed_once_and_stored_hashed(make_server: Any) -> None:
@@ -24,12 +23,11 @@ def test_generated_key_is_printed_once_and_stored_hashed(make_server: Any) -> No
     assert srv.sdk(key).sessions.list() == []
     raw = (srv.data_dir / "browserfleet.db").read_bytes()
     assert key.encode() not in raw
-    hashes = (
-        sqlite3.connect(srv.data_dir / "browserfleet.db").execute("select key_hash from api_keys").fetchall()
-    )
-    assert len(hashes) == 1 and len(hashes[0][0]) == 64
+    hashes = [row.key_hash for row in srv.read_store(lambda store: store.keys())]
+    assert len(hashes) == 1 and len(hashes[0]) == 64
 
 
+@each_database()
 def test_projects_and_keys_commands(server: Server) -> None:
     project_id, key = server.new_project("ops", concurrency=3)
     listed = server.cli("projects", "list")

@@ -12,7 +12,7 @@ from typing import Any
 import browserbase
 import psutil
 import pytest
-from conftest import Server, browser_pids, profiles, session_browser, wait_for
+from conftest import Server, browser_pids, each_database, profiles, session_browser, wait_for
 from playwright.sync_api import Error as PlaywrightError
 
 
@@ -45,6 +45,7 @@ def gone(pid: int) -> bool:
         return True
 
 
+@each_database()
 def test_release_kills_the_whole_tree_and_removes_the_profile(server: Server) -> None:
     session = server.sdk().sessions.create()
     pid, profile = session_browser(server, session.id)
@@ -87,6 +88,7 @@ def test_keep_alive_survives_disconnects_until_released(server: Server, site: st
     assert status(server, session.id) == "COMPLETED"
 
 
+@each_database()
 def test_a_crashed_browser_ends_the_session_as_error(server: Server, playwright: Any) -> None:
     session = server.sdk().sessions.create(keep_alive=True)
     pid, _ = session_browser(server, session.id)
@@ -111,6 +113,7 @@ def test_browser_close_from_the_client_completes_the_session(server: Server, pla
     wait_for(lambda: status(server, session.id) == "COMPLETED")
 
 
+@each_database()
 def test_concurrency_limit_429_and_slots_free_at_once(server: Server, playwright: Any) -> None:
     project_id, key = server.new_project("limited", concurrency=2)
     bb = server.sdk(key, max_retries=0)
@@ -171,6 +174,7 @@ def test_sessions_time_out_connected_or_never_connected(server: Server, playwrig
     wait_for(lambda: not (pids & browser_pids(server)))
 
 
+@each_database("make_server")
 def test_restart_keeps_records_and_reaps_orphans(make_server: Any, playwright: Any) -> None:
     srv: Server = make_server("restart").start()
     bb = srv.sdk()

@@ -9,7 +9,6 @@ import functools
 import gc
 import json
 import os
-import sqlite3
 import struct
 import threading
 import time
@@ -46,9 +45,10 @@ def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def server_secret(server: Server) -> str:
-    with sqlite3.connect(server.data_dir / "browserfleet.db") as db:
-        row = db.execute("select value from server_secrets where name = 'signing-keys'").fetchone()
-    return str(row[0])
+    def missing() -> str:
+        raise AssertionError("the server keeps no signing-keys secret")
+
+    return server.read_store(lambda store: store.secret("signing-keys", missing))
 
 
 def view_tokens(server: Server) -> ViewTokens:
