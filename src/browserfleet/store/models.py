@@ -115,7 +115,8 @@ class MetadataLeaf(Base):
     __tablename__ = "session_metadata"
 
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
-    path: Mapped[str] = mapped_column(StoredText, primary_key=True)  # JSON array of keys, e.g. ["order","status"]
+    # The JSON array of keys, e.g. ["order","status"].
+    path: Mapped[str] = mapped_column(StoredText, primary_key=True)
     project_id: Mapped[str] = mapped_column(String(36))
     value: Mapped[str] = mapped_column(StoredText)
 
