@@ -3,6 +3,8 @@ ways, every kind of row reads back as written, and what SQLite takes PostgreSQL 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -324,3 +326,22 @@ def test_times_are_stored_as_the_instant_they_name(database_url: str) -> None:
         assert await store.downloads(s.id, [Download.created_at > plus_five]) == ([], 0)
 
     on_store(database_url, scenario)
+
+
+@each_database("database_url")
+def test_processes_starting_together_all_migrate(database_url: str) -> None:
+    """A server and CLI commands may start at once on a new database: each finds the schema made."""
+    script = (
+        "import asyncio, sys\n"
+        "from browserfleet.store.repo import Store\n"
+        "async def main():\n"
+        "    await (await Store.open(sys.argv[1])).close()\n"
+        "asyncio.run(main())\n"
+    )
+    starting = [
+        subprocess.Popen([sys.executable, "-c", script, database_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [proc.communicate(timeout=120)[1] for proc in starting]
+    failed = [e.strip().splitlines()[-3:] for e in errors if e]
+    assert [proc.returncode for proc in starting] == [0] * 6, failed

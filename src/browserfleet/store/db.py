@@ -7,12 +7,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as DbSession
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The key of the PostgreSQL advisory lock migrations hold (any constant: "bf" and 1).
+MIGRATION_LOCK = 0x6266_0001
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -47,6 +49,15 @@ async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision."""
 
     def upgrade(connection: Connection) -> None:
+        # One migration at a time per database: processes starting together on a new one (a server
+        # and a CLI command) wait for the first, then find the schema at head. Without this, each
+        # created the same tables and all but one failed, on either database. Held to the commit.
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        elif connection.dialect.name == "sqlite":
+            # The write lock, from the start (pysqlite would begin only at the first row written, after
+            # the DDL): this also makes a migration all or nothing.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         command.upgrade(_alembic_config(connection), "head")
 
     async with engine.begin() as connection:
