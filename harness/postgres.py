@@ -4,8 +4,9 @@ Guarantees: once `start()` returns, the cluster accepts connections on 127.0.0.1
 other address; its Unix socket is inside its own directory), with a password made for this run;
 `database()` makes a new, empty database and returns its SQLAlchemy async URL. `stop()` stops the
 cluster and removes its directory, whatever state `start()` left it in, and may be called again (it
-also runs at interpreter exit, for a caller that never got to call it). `initdb` refuses to run as
-root, so under root every PostgreSQL command runs as the `postgres` user.
+also runs at interpreter exit, for a caller that never got to call it). A cluster whose process was
+killed before either (SIGKILL, SIGTERM) is stopped and removed by the next `start()`. `initdb` refuses
+to run as root, so under root every PostgreSQL command runs as the `postgres` user.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from harness.server import free_port
 # root with that layout can be given in HARNESS_PG_ROOT.
 INSTALL_ROOT = Path("/usr/lib/postgresql")
 Completed = subprocess.CompletedProcess[str]
+PREFIX = "browserfleet-pg-"  # a cluster's directory, in the temp dir
+OWNER = "owner"  # in it: "<pid> <start time>" of the process that started it
 USER = "postgres"  # the cluster's superuser, and the OS user that runs it when we are root
 
 
@@ -113,9 +116,12 @@ class Cluster:
         return result
 
     def start(self, attempts: int = 5) -> Cluster:
-        self.root = Path(tempfile.mkdtemp(prefix="browserfleet-pg-"))
+        self._sweep()
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
         atexit.register(self.stop)
         try:
+            me = psutil.Process()
+            (self.root / OWNER).write_text(f"{me.pid} {me.create_time()}\n")
             if self._owner is not None:
                 os.chown(self.root, *self._owner)
             password_file = self.root / "password"
@@ -185,20 +191,34 @@ class Cluster:
     def stop(self) -> None:
         if self.root is None:
             return
-        pid_file = self.data / "postmaster.pid"
+        self._remove(self.root)
+        self.root = None
+        atexit.unregister(self.stop)
+
+    def _remove(self, root: Path) -> None:
+        """Stop the cluster in `root` (if it runs) and remove the directory."""
+        data = root / "data"
         pid = None
         with contextlib.suppress(OSError, ValueError, IndexError):
-            pid = int(pid_file.read_text().split()[0])
+            pid = int((data / "postmaster.pid").read_text().split()[0])
         if pid is not None:
             # Fast: connected clients are cut off (a server under test may still hold connections).
-            self._run("pg_ctl", "--pgdata", str(self.data), "--mode=fast", "--wait", "stop", check=False)
+            self._run("pg_ctl", "--pgdata", str(data), "--mode=fast", "--wait", "stop", check=False)
             if not _gone(pid, 10):  # pg_ctl could not stop it
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
                 _gone(pid, 10)
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root = None
-        atexit.unregister(self.stop)
+        shutil.rmtree(root, ignore_errors=True)
+
+    def _sweep(self) -> None:
+        """Remove the clusters of harness processes that died without stopping theirs."""
+        for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+            with contextlib.suppress(OSError, ValueError):
+                pid, started = (root / OWNER).read_text().split()
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    if psutil.Process(int(pid)).create_time() == float(started):
+                        continue  # its owner still runs
+                self._remove(root)
 
     def __enter__(self) -> Cluster:
         return self.start()

@@ -65,6 +65,33 @@ def test_a_cluster_listens_on_loopback_alone_and_leaves_nothing(postgres: pg.Clu
     cluster.stop()  # again: nothing to do
 
 
+def test_a_cluster_whose_owner_was_killed_is_removed_by_the_next(postgres: pg.Cluster) -> None:
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from harness import postgres as pg\n"
+        "cluster = pg.Cluster(Path(sys.argv[1])).start()\n"
+        "print(cluster.root, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, str(postgres.bindir)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None
+        root = Path(owner.stdout.readline().strip())
+        pid = int((root / "data" / "postmaster.pid").read_text().split()[0])
+    finally:
+        owner.kill()  # no atexit, no finalizer: the cluster stays behind
+        owner.wait()
+    assert root.exists() and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    pg.Cluster(postgres.bindir).start().stop()
+    assert not root.exists()
+    with contextlib.suppress(psutil.NoSuchProcess):
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert postgres.root is not None and postgres.root.exists()  # a cluster whose owner runs stays
+
+
 @pytest.mark.parametrize("ci, outcome", [("true", "1 error"), ("", "1 skipped")])
 def test_without_postgresql_ci_fails_and_a_developer_skips(tmp_path: Path, ci: str, outcome: str) -> None:
     # An install root without PostgreSQL; the suite's plugins are not needed here (half the start-up).
