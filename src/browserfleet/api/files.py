@@ -24,7 +24,7 @@ from browserfleet.api.schemas import Timestamp
 from browserfleet.artifacts import cdplog
 from browserfleet.artifacts.capture import stored_bytes
 from browserfleet.artifacts.layout import read_jsonl
-from browserfleet.sessions.manager import RUNNING
+from browserfleet.sessions.lifecycle import Status
 from browserfleet.store.models import Download, Session
 
 routes = web.RouteTableDef()
@@ -286,7 +286,7 @@ async def upload(request: web.Request) -> web.Response:
     """A file for the session's browser: `/tmp/.uploads/<name>` in CDP file commands. The kept copy is
     `<data dir>/sessions/<id>/uploads/<name>`; the browser sees it read-only in its own uploads folder."""
     session = await own_session(request)
-    if session.status != RUNNING:
+    if session.status != Status.RUNNING:
         raise ApiError(410, f"Session {session.id} has ended; upload files to a running session")
     svc = services(request)
     limit = svc.settings.max_upload_mb * 1024 * 1024

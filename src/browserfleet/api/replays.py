@@ -19,10 +19,10 @@ from browserfleet.api.errors import ApiError
 from browserfleet.api.files import JSON_LINES, PAGE_INDEX, PAGE_PARAM, own_session
 from browserfleet.api.openapi import Media, operation
 from browserfleet.api.schemas import Uri, timestamp
-from browserfleet.artifacts.service import setting
 from browserfleet.browsers.cdp import CdpError
 from browserfleet.services import Services
-from browserfleet.sessions.manager import RUNNING
+from browserfleet.sessions.lifecycle import Status
+from browserfleet.sessions.manager import stored_setting
 from browserfleet.store.models import Session, SessionPage
 
 routes = web.RouteTableDef()
@@ -103,7 +103,7 @@ async def debug(request: web.Request) -> web.Response:
     token = svc.view_tokens.mint(session.id, expires, read_only)
     base = svc.public_base(request)
     tabs: list[dict[str, Any]] = []
-    capture = svc.artifacts.capture(session.id) if session.status == RUNNING else None
+    capture = svc.artifacts.capture(session.id) if session.status == Status.RUNNING else None
     if capture is not None:
         try:
             tabs = await asyncio.wait_for(capture.open_tabs(), 5)
@@ -120,7 +120,7 @@ async def debug(request: web.Request) -> web.Response:
         for tab in tabs
     ]
     first = pages[0] if pages else live_urls(base, token, "")
-    live = svc.manager.live.get(session.id)
+    live = svc.manager.find(session.id)
     browser_path = urlsplit(live.browser.ws_url).path if live is not None else "/devtools/browser"
     ws_base = "ws" + base[4:] if base.startswith("http") else base
     urls = LiveUrls(
@@ -291,11 +291,11 @@ def _download_fields(
 
 
 async def _recorded_pages(svc: Services, session: Session) -> list[SessionPage]:
-    if session.status == RUNNING:
+    if session.status == Status.RUNNING:
         raise ApiError(
             409, f"Session {session.id} is still running: its recording can be exported once it ends"
         )
-    if not setting(session, "recordSession"):
+    if not stored_setting(session.create_params, "recordSession"):
         raise ApiError(422, f"Session {session.id} was not recorded (recordSession: false)")
     # Tabs that never showed a frame have no video to export: they are not listed.
     return [page for page in await svc.store.pages(session.id) if page.recording not in ("OFF", "EMPTY")]

@@ -27,12 +27,6 @@ log = logging.getLogger(__name__)
 FINISH_TIMEOUT = 30.0  # seconds a session's capture may take to finish after the session ends
 
 
-def setting(row: Session, name: str) -> bool:
-    """recordSession / logSession: on unless the create body turned them off."""
-    browser_settings = (row.create_params or {}).get("browserSettings") or {}
-    return browser_settings.get(name) is not False
-
-
 @dataclass(eq=False)
 class Tracked:
     capture: SessionCapture
@@ -89,11 +83,11 @@ class Artifacts:
             live.browser,
             files,
             self.store,
-            setting(row, "recordSession"),
-            setting(row, "logSession"),
+            live.spec.record_session,
+            live.spec.log_session,
             self.disk_quota,
         )
-        cdp_log = CdpLog(live.id, files.cdp_log, capture.page_index) if setting(row, "logSession") else None
+        cdp_log = CdpLog(live.id, files.cdp_log, capture.page_index) if live.spec.log_session else None
         sampler = TreeSampler(live.browser.pid)
         tracked = Tracked(capture, cdp_log, sampler, asyncio.get_running_loop().create_future())
         tracked.started = asyncio.create_task(self._start(tracked), name=f"capture-{live.id}")

@@ -27,6 +27,7 @@ from browserfleet.browsers import cgroups, flags, netns, process, sandbox
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
 from browserfleet.browsers.sandbox import Mode, View
+from browserfleet.browsers.spec import LaunchSpec
 
 log = logging.getLogger(__name__)
 
@@ -263,33 +264,37 @@ class Launcher:
             (profile / "tmp").symlink_to(tempfile.mkdtemp(prefix=TMP_PREFIX))
         return profile
 
-    def _command(self, profile: Path, uid: int | None) -> tuple[list[str], dict[str, str], View]:
+    def _command(
+        self, profile: Path, uid: int | None, spec: LaunchSpec
+    ) -> tuple[list[str], dict[str, str], View]:
         extra = [*flags.EGRESS_FLAGS, *self.extra_args] if self.isolate else self.extra_args
         sandboxed = self.walls.mode is not Mode.UNSANDBOXED
         if self.jailed:
             assert self.walls.support is not None and uid is not None
             view = View(profile, sandbox.INSIDE_PROFILE)
             chromium = flags.command_line(
-                self.executable, view.to_browser(profile / "user-data"), extra, True
+                self.executable, view.to_browser(profile / "user-data"), extra, True, spec
             )
             command = sandbox.jail_command(self.walls.support, chromium, profile, uid)
             return command, {"PATH": "/usr/bin:/bin"}, view
         view = View(profile)
-        command = flags.command_line(self.executable, str(profile / "user-data"), extra, sandboxed)
+        command = flags.command_line(self.executable, str(profile / "user-data"), extra, sandboxed, spec)
         return command, sandbox.environment(profile, str((profile / "tmp").readlink())), view
 
-    async def launch(self) -> Browser:
+    async def launch(self, spec: LaunchSpec | None = None) -> Browser:
+        """A browser started as `spec` says (the default spec if None), ready for CDP."""
+        spec = spec or LaunchSpec()
         if self.walls.refusal is not None:
             raise LaunchError(self.walls.refusal)
         uid = self.uids.take() if self.jailed else None
         try:
-            return await self._launch(uid)
+            return await self._launch(uid, spec)
         except BaseException:
             if uid is not None:
                 self.uids.give_back(uid)
             raise
 
-    async def _launch(self, uid: int | None) -> Browser:
+    async def _launch(self, uid: int | None, spec: LaunchSpec) -> Browser:
         profile = await asyncio.to_thread(self._make_profile, uid)
         groups: cgroups.BrowserGroups | None = None
 
@@ -304,7 +309,7 @@ class Launcher:
                 groups = await asyncio.to_thread(
                     cgroups.BrowserGroups.create, self.walls.hierarchy, profile.name, self.walls.limits
                 )
-            command, env, view = self._command(profile, uid)
+            command, env, view = self._command(profile, uid, spec)
         except OSError as exc:
             undo()
             raise LaunchError("cannot prepare the browser's profile or cgroups", str(exc)) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from browserfleet.browsers.launcher import Browser, Launcher
+from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.pool import WarmPool
 
 
@@ -20,18 +21,18 @@ class LocalRunner:
     def start(self) -> None:
         self.pool.start()
 
-    async def acquire(self) -> Browser:
-        browser = self.pool.take()
+    async def acquire(self, spec: BrowserSpec) -> Browser:
+        browser = self.pool.take(spec.launch)
         if browser is not None:
             return browser
         async with self._launch_slots:
-            return await self.launcher.launch()
+            return await self.launcher.launch(spec.launch)
 
     async def release(self, browser: Browser) -> None:
         await browser.close()
 
-    def reap_orphans(self) -> int:
-        return self.launcher.reap_orphans()
+    async def reap_orphans(self) -> int:
+        return await asyncio.to_thread(self.launcher.reap_orphans)  # a /proc scan: off the loop
 
     async def close(self) -> None:
         await self.pool.close()

@@ -17,6 +17,7 @@ import logging
 import psutil
 
 from browserfleet.browsers.launcher import Browser, Launcher, LaunchError
+from browserfleet.browsers.spec import LaunchSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,11 @@ class WarmPool:
     def start(self) -> None:
         self._wake()
 
-    def take(self) -> Browser | None:
-        """A ready browser for a session, or None when the pool is empty."""
+    def take(self, spec: LaunchSpec) -> Browser | None:
+        """A ready browser for a session launched as `spec`, or None: the pool is empty, or holds only
+        browsers launched with the default spec and `spec` is another."""
+        if not spec.is_default:
+            return None
         while self._ready:
             browser = self._ready.popleft()
             if browser.alive:
@@ -85,7 +89,7 @@ class WarmPool:
                 short = False
                 try:
                     async with self._slots:
-                        browser = await self.launcher.launch()
+                        browser = await self.launcher.launch(LaunchSpec())
                 except LaunchError as exc:
                     log.error("warm pool launch failed: %s (%s)", exc, exc.detail)
                     await asyncio.sleep(RETRY_AFTER_FAILURE)

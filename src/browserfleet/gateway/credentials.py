@@ -22,7 +22,7 @@ def _param(request: web.Request, query_name: str, header: str) -> str | None:
 
 
 async def _live(svc: Services, session_id: str) -> LiveSession:
-    live = svc.manager.live.get(session_id)
+    live = svc.manager.find(session_id)
     if live is None:
         row = await svc.store.session(session_id)
         if row is None:
@@ -66,10 +66,9 @@ async def session_for_connect(svc: Services, request: web.Request) -> LiveSessio
         return live
     project = await _project(svc, request)
     query = {k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")}
-    # Stored with the session as its create parameters: as a JSON body's strings, no NUL (PostgreSQL's
-    # jsonb takes none). Checked before a browser is taken.
+    # Its parameters are settings (`enableProxy`), read as a JSON body's strings are: no NUL, as in a
+    # body. Checked before a browser is taken.
     if any("\x00" in text for item in query.items() for text in item):
         raise ApiError(400, "Query parameters must not contain NUL characters")
-    params = {"implicit": True, **query}
-    row = await svc.manager.create(project, SessionSpec(params=params))
-    return svc.manager.live[row.id]
+    row = await svc.manager.create(project, SessionSpec(implicit=True))
+    return await svc.manager.running(row.id)

@@ -33,7 +33,7 @@ def _session(request: web.Request) -> LiveSession:
     session_id, read_only = verified
     if read_only:
         raise ApiError(403, "This token is read-only; DevTools needs an interactive one")
-    live = svc.manager.live.get(session_id)
+    live = svc.manager.find(session_id)
     if live is None:
         raise ApiError(410, f"Session {session_id} has ended")
     return live
