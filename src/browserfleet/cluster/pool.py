@@ -16,7 +16,8 @@ import logging
 
 import psutil
 
-from browserfleet.browsers.launcher import Browser, Launcher, LaunchError
+from browserfleet.browsers.launcher import Browser, Launcher
+from browserfleet.errors import LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class WarmPool:
                 try:
                     async with self._slots:
                         browser = await self.launcher.launch()
-                except LaunchError as exc:
+                except LaunchFailed as exc:
                     log.error("warm pool launch failed: %s (%s)", exc, exc.detail)
                     await asyncio.sleep(RETRY_AFTER_FAILURE)
                     continue

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from browserfleet.browsers.launcher import Browser, LaunchError
+from browserfleet.browsers.launcher import Browser
 from browserfleet.cluster.runner import Runner
+from browserfleet.errors import BrowserError, ConcurrencyLimited, Gone, NotFound, Unavailable
 from browserfleet.sessions import query
-from browserfleet.sessions.errors import ConcurrencyLimited, Gone, NotFound, Unavailable
 from browserfleet.store.models import Project, Session
 from browserfleet.store.repo import Store
 
@@ -129,7 +129,7 @@ class SessionManager:
         created = utcnow()
         try:
             browser = await self.runner.acquire()
-        except LaunchError as exc:
+        except BrowserError as exc:
             log.error("browser launch failed: %s (%s)", exc, exc.detail)
             raise Unavailable(f"The browser could not be started: {exc}") from exc
         if self._stopping:
@@ -180,7 +180,6 @@ class SessionManager:
         await self.end(live, status, reason)
 
     # -- reading ---------------------------------------------------------------------------------
-
     async def get(self, project_id: str, session_id: str) -> Session:
         row = await self.store.session(session_id, project_id)
         if row is None:
