@@ -119,7 +119,7 @@ async def debug(request: web.Request) -> web.Response:
         for tab in tabs
     ]
     first = pages[0] if pages else live_urls(base, token, "")
-    live = svc.manager.live.get(session.id)
+    live = svc.manager.find(session.id)
     browser_path = urlsplit(live.browser.ws_url).path if live is not None else "/devtools/browser"
     ws_base = "ws" + base[4:] if base.startswith("http") else base
     urls = LiveUrls(

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from browserfleet.api.auth import project_for_key
 from browserfleet.api.context import well_formed_id
-from browserfleet.errors import Gone, InvalidRequest, NotFound, Unauthenticated
+from browserfleet.errors import InvalidRequest, NotFound, Unauthenticated
 from browserfleet.services import Services
 from browserfleet.sessions.manager import LiveSession, SessionSpec
 from browserfleet.store.models import Project
@@ -19,16 +19,6 @@ from browserfleet.store.models import Project
 
 def _param(request: web.Request, query_name: str, header: str) -> str | None:
     return request.query.get(query_name) or request.headers.get(header)
-
-
-async def _live(svc: Services, session_id: str) -> LiveSession:
-    live = svc.manager.live.get(session_id)
-    if live is None:
-        row = await svc.store.session(session_id)
-        if row is None:
-            raise NotFound(f"Session {session_id} not found")
-        raise Gone(f"Session {session_id} has ended ({row.status}); create a new one")
-    return live
 
 
 async def _project(svc: Services, request: web.Request) -> Project:
@@ -48,15 +38,15 @@ async def existing_session(svc: Services, request: web.Request) -> LiveSession |
         session_id = svc.signing_keys.session_id(signing_key)
         if session_id is None:
             raise Unauthenticated("Invalid signingKey")
-        return await _live(svc, session_id)
+        return await svc.manager.running(session_id)
     project = await _project(svc, request)
     session_id = request.query.get("sessionId") or request.headers.get("session-id")
     if not session_id:
         return None
     # Not a UUID, so no session's: not looked up (a header that was not UTF-8 could not even be).
-    if not well_formed_id(session_id) or await svc.store.session(session_id, project.id) is None:
+    if not well_formed_id(session_id):
         raise NotFound(f"Session {session_id} not found")
-    return await _live(svc, session_id)
+    return await svc.manager.running(session_id, project.id)
 
 
 async def session_for_connect(svc: Services, request: web.Request) -> LiveSession:
@@ -72,4 +62,5 @@ async def session_for_connect(svc: Services, request: web.Request) -> LiveSessio
         raise InvalidRequest("Query parameters must not contain NUL characters")
     params = {"implicit": True, **query}
     row = await svc.manager.create(project, SessionSpec(params=params))
-    return svc.manager.live[row.id]
+    # Its browser may have died since: then it is Gone like any ended session.
+    return await svc.manager.running(row.id)

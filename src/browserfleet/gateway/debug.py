@@ -32,8 +32,8 @@ def _session(request: web.Request) -> LiveSession:
     session_id, read_only = verified
     if read_only:
         raise Forbidden("This token is read-only; DevTools needs an interactive one")
-    live = svc.manager.live.get(session_id)
-    if live is None:
+    live = svc.manager.find(session_id)
+    if live is None:  # a valid token: the session existed, so it has ended
         raise Gone(f"Session {session_id} has ended")
     return live
 

@@ -179,7 +179,7 @@ async def list_tabs(browser: Browser) -> list[dict[str, Any]]:
 async def live_view(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     session_id, _ = viewer_credentials(svc, request)
-    if session_id not in svc.manager.live:
+    if svc.manager.find(session_id) is None:  # a valid token: the session existed, so it has ended
         raise Gone(f"Session {session_id} has ended")
     page_param(request)
     return web.FileResponse(STATIC / "live.html", headers=PAGE_HEADERS)

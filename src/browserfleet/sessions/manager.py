@@ -74,7 +74,7 @@ class SessionManager:
         self.store = store
         self.runner = runner
         self.observers: list[SessionObserver] = []
-        self.live: dict[str, LiveSession] = {}
+        self._live: dict[str, LiveSession] = {}
         self._pending: dict[str, int] = {}
         self._admission = asyncio.Lock()
         self._endings: set[asyncio.Task[None]] = set()
@@ -94,7 +94,7 @@ class SessionManager:
 
     async def shutdown(self) -> None:
         self._stopping = True  # creates still launching end their own browsers (see _start)
-        for live in list(self.live.values()):
+        for live in list(self._live.values()):
             self._end_soon(live, ERROR, "server stopped")
         while self._endings:
             await asyncio.gather(*list(self._endings), return_exceptions=True)
@@ -102,13 +102,13 @@ class SessionManager:
     # -- admission and creation ------------------------------------------------------------------
 
     def _in_use(self, project_id: str) -> int:
-        running = sum(1 for live in self.live.values() if live.project_id == project_id)
+        running = sum(1 for live in self._live.values() if live.project_id == project_id)
         return running + self._pending.get(project_id, 0)
 
     def usage(self, project: Project) -> tuple[int, int]:
         """(remaining slots, seconds until the earliest running session expires)."""
         remaining = max(0, project.concurrency - self._in_use(project.id))
-        expiries = [live.expires_at for live in self.live.values() if live.project_id == project.id]
+        expiries = [live.expires_at for live in self._live.values() if live.project_id == project.id]
         reset = max(0, math.ceil((min(expiries) - utcnow()).total_seconds())) if expiries else 0
         return remaining, reset
 
@@ -160,7 +160,7 @@ class SessionManager:
             await self.runner.release(browser)
             raise
         live = LiveSession(row.id, project.id, spec.keep_alive, row.expires_at, browser)
-        self.live[row.id] = live
+        self._live[row.id] = live
         loop = asyncio.get_running_loop()
         delay = (row.expires_at - utcnow()).total_seconds()
         live.timer = loop.call_later(delay, self._end_soon, live, TIMED_OUT, "timeout reached")
@@ -180,6 +180,24 @@ class SessionManager:
         await self.end(live, status, reason)
 
     # -- reading ---------------------------------------------------------------------------------
+    # The one way other packages reach a running session (this is the seat of the session map that
+    # PostgreSQL will back later).
+
+    async def running(self, session_id: str, project_id: str | None = None) -> LiveSession:
+        """The running session `session_id` (of `project_id`, when given). NotFound if there is no such
+        session (in that project: another project's is never acknowledged), Gone if it has ended."""
+        live = self._live.get(session_id)
+        if live is not None and (project_id is None or live.project_id == project_id):
+            return live
+        row = await self.store.session(session_id, project_id)
+        if row is None:
+            raise NotFound(f"Session {session_id} not found")
+        raise Gone(f"Session {session_id} has ended ({row.status}); create a new one")
+
+    def find(self, session_id: str) -> LiveSession | None:
+        """The running session `session_id`, or None: for callers that only need "is it running"."""
+        return self._live.get(session_id)
+
     async def get(self, project_id: str, session_id: str) -> Session:
         row = await self.store.session(session_id, project_id)
         if row is None:
@@ -195,7 +213,7 @@ class SessionManager:
     async def release(self, project_id: str, session_id: str) -> Session:
         """REQUEST_RELEASE: end now; on an already-ended session, a no-op."""
         row = await self.get(project_id, session_id)
-        live = self.live.get(session_id)
+        live = self._live.get(session_id)
         if live is not None:
             await self.end(live, COMPLETED, "released by request")
             row = await self.get(project_id, session_id)
@@ -210,9 +228,9 @@ class SessionManager:
         task.add_done_callback(self._endings.discard)
 
     async def end(self, live: LiveSession, status: str, reason: str) -> None:
-        if self.live.get(live.id) is not live:
+        if self._live.get(live.id) is not live:
             return  # already ending
-        del self.live[live.id]  # frees the concurrency slot at once
+        del self._live[live.id]  # frees the concurrency slot at once
         if live.timer is not None:
             live.timer.cancel()
         ended = utcnow()
@@ -257,7 +275,7 @@ class SessionManager:
         return self._join(session_id, close, counted=False)
 
     def _join(self, session_id: str, close: Closer, counted: bool) -> LiveSession:
-        live = self.live.get(session_id)
+        live = self._live.get(session_id)
         if live is None:
             raise Gone(f"Session {session_id} has ended; create a new one")
         (live.clients if counted else live.watchers).add(close)
@@ -270,7 +288,7 @@ class SessionManager:
         """A client left. `browser_lost`: its connection was closed from the browser's side, which is
         what a crash looks like from the relay, usually a moment before the exit watcher hears of it."""
         live.clients.discard(close)
-        if not live.clients and not live.keep_alive and self.live.get(live.id) is live:
+        if not live.clients and not live.keep_alive and self._live.get(live.id) is live:
             if browser_lost:
                 self._track(
                     asyncio.create_task(self._end_unless_crashed(live), name=f"session-{live.id}-lost")
@@ -285,5 +303,5 @@ class SessionManager:
             await asyncio.wait_for(asyncio.shield(live.browser.exited), CRASH_GRACE)
         if live.browser.exited.done():
             await self._ended_by_exit(live)
-        elif not live.clients and self.live.get(live.id) is live:
+        elif not live.clients and self._live.get(live.id) is live:
             await self.end(live, COMPLETED, "last client disconnected")
