@@ -1,5 +1,5 @@
 """The one error hierarchy at the API's edge (no Chromium): every domain error has a status code and the
-contract's body."""
+contract's body, and a runner that fails during a create is a 503, never a 500."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -15,7 +16,23 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
 from browserfleet import errors
+from browserfleet.api import sessions as session_routes
+from browserfleet.api.auth import add_key
 from browserfleet.api.errors import error_middleware
+from browserfleet.artifacts.layout import ArtifactRoot
+from browserfleet.artifacts.recordings import Recordings
+from browserfleet.artifacts.service import Artifacts
+from browserfleet.bootstrap import create_project
+from browserfleet.browsers.launcher import Browser, Launcher, Walls
+from browserfleet.browsers.sandbox import Mode
+from browserfleet.cluster.local import LocalRunner
+from browserfleet.cluster.runner import Runner
+from browserfleet.config import Settings
+from browserfleet.gateway.frames import Limits
+from browserfleet.services import SERVICES, Services
+from browserfleet.sessions.manager import SessionManager
+from browserfleet.sessions.tokens import SigningKeys, ViewTokens
+from browserfleet.store.repo import Store
 
 T = TypeVar("T")
 
@@ -102,3 +119,75 @@ def test_concurrency_limited_says_when_to_retry() -> None:
 def test_the_bare_base_class_is_a_defect() -> None:
     status, _headers, body = in_thread(answers(lambda: errors.BrowserfleetError("no kind of error")))
     assert (status, body["message"]) == (500, "Internal server error")
+
+
+# -- a runner failing during a create ---------------------------------------------------------------
+
+
+class BrokenRunner:
+    """A runner with a bug: its failure is none of the BrowserErrors the protocol promises."""
+
+    async def acquire(self) -> Browser:
+        raise KeyError("a runner's bug")
+
+    async def release(self, browser: Browser) -> None:
+        raise AssertionError("no browser was ever handed out")
+
+    def reap_orphans(self) -> int:
+        return 0
+
+
+def no_uid_left(tmp: Path) -> LocalRunner:
+    """The real runner, jailed with no uid to give a browser: it fails before Chromium would start."""
+    launcher = Launcher(
+        "/nonexistent/chromium", [], tmp / "profiles", 5.0, False, walls=Walls(Mode.JAILED, uid_count=0)
+    )
+    return LocalRunner(launcher, 0, 1, 0)
+
+
+async def create_with(runner: Runner, tmp: Path) -> list[tuple[int, CIMultiDict[str], Any]]:
+    """Two `POST /v1/sessions` through the real route, with `runner` behind the manager."""
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'db.sqlite'}")
+    try:
+        project = await create_project(store, "t", concurrency=1)
+        await add_key(store, project.id, "bf_test_key")
+        manager = SessionManager(store, runner)
+        root = ArtifactRoot(tmp / "sessions")
+        secret = "s" * 64
+        svc = Services(
+            Settings(data_dir=tmp),
+            store,
+            manager,
+            SigningKeys(secret),
+            ViewTokens(secret),
+            Artifacts(root, store, Recordings(root, store), 5.0),
+            ViewTokens(secret, purpose="media"),
+            Limits(),
+        )
+        app = web.Application(middlewares=[error_middleware])
+        app[SERVICES] = svc
+        app.add_routes(session_routes.routes)
+        out = []
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            for _ in range(2):  # the second: the failed create gave its concurrency slot back (not a 429)
+                response = await client.post("/v1/sessions", json={}, headers={"X-BB-API-Key": "bf_test_key"})
+                out.append((response.status, CIMultiDict(response.headers), await response.json()))
+        assert manager.usage(project)[0] == 1
+        return out
+    finally:
+        if isinstance(runner, LocalRunner):
+            await runner.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("which", ["broken runner", "no uid left"])
+def test_a_runner_failing_during_a_create_is_a_503(which: str, tmp_path: Path) -> None:
+    runner: Runner = BrokenRunner() if which == "broken runner" else no_uid_left(tmp_path)
+    for status, headers, body in in_thread(create_with(runner, tmp_path)):
+        assert status == 503
+        assert body == {
+            "statusCode": 503,
+            "error": "Service Unavailable",
+            "message": "The browser could not be started",
+        }
+        assert headers["x-should-retry"] == "false"

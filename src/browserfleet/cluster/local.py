@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.cluster.pool import WarmPool
+
+log = logging.getLogger(__name__)
 
 
 class LocalRunner:
@@ -28,7 +31,10 @@ class LocalRunner:
             return await self.launcher.launch()
 
     async def release(self, browser: Browser) -> None:
-        await browser.close()
+        try:
+            await browser.close()
+        except Exception:  # the protocol's promise: never raises (see Runner.release)
+            log.exception("browser %s: not fully cleaned up", browser.pid)
 
     def reap_orphans(self) -> int:
         return self.launcher.reap_orphans()

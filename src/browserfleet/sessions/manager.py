@@ -132,6 +132,9 @@ class SessionManager:
         except BrowserError as exc:
             log.error("browser launch failed: %s (%s)", exc, exc.detail)
             raise Unavailable(f"The browser could not be started: {exc}") from exc
+        except Exception as exc:  # the runner's defect, still the server's fault: 503, never 500
+            log.exception("the runner failed to give a browser")
+            raise Unavailable("The browser could not be started") from exc
         if self._stopping:
             await self.runner.release(browser)
             raise Unavailable("The server is shutting down")
