@@ -6,9 +6,10 @@ from aiohttp import web
 
 from browserfleet.api import schemas
 from browserfleet.api.context import caller, existing_id, services
-from browserfleet.api.errors import ApiError, json_body, rate_limit_headers
+from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.openapi import operation
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
+from browserfleet.errors import NotFound
 from browserfleet.sessions.lifecycle import Status
 from browserfleet.sessions.manager import SessionSpec
 from browserfleet.store.models import Project
@@ -19,7 +20,7 @@ routes = web.RouteTableDef()
 def check_project_id(project: Project, project_id: str | None) -> None:
     # Older SDKs always send projectId; it must be the key's own project.
     if project_id is not None and project_id != project.id:
-        raise ApiError(404, f"Project {project_id} not found")
+        raise NotFound(f"Project {project_id} not found")
 
 
 @routes.post("/v1/sessions")

@@ -33,8 +33,9 @@ from typing import IO, Any
 
 from browserfleet.artifacts.layout import SessionFiles
 from browserfleet.artifacts.video import FrameLog
-from browserfleet.browsers.cdp import CdpConnection, CdpError
+from browserfleet.browsers.cdp import CdpConnection
 from browserfleet.browsers.launcher import Browser
+from browserfleet.errors import CdpError
 from browserfleet.store.models import Download, SessionPage
 from browserfleet.store.repo import Store
 

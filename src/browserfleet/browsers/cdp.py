@@ -18,16 +18,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from browserfleet.browsers.launcher import Browser
+from browserfleet.errors import CdpError
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 10.0  # a browser that does not answer in this long is hung: callers must not wait on
 Handler = Callable[[dict[str, Any], str | None], None]  # (params, CDP session id)
-
-
-class CdpError(RuntimeError):
-    pass
 
 
 class CdpConnection:

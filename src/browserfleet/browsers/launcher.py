@@ -28,6 +28,7 @@ from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
 from browserfleet.browsers.sandbox import Mode, View
 from browserfleet.browsers.spec import LaunchSpec
+from browserfleet.errors import BrowserUnreachable, LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,6 @@ def remove_profile(profile: Path) -> None:
         if target.parent == Path(tempfile.gettempdir()) and target.name.startswith(TMP_PREFIX):
             shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(profile, ignore_errors=True)
-
-
-class LaunchError(RuntimeError):
-    """A browser could not be started. `str()` is safe to show a client; `detail` (paths, Chromium's
-    own output) is for the server's log only."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.detail = detail
 
 
 @dataclass(eq=False)
@@ -115,7 +107,8 @@ class Browser:
     async def http_get(self, path: str, limit: int = 32 * 1024 * 1024) -> tuple[int, str, bytes]:
         """GET a path of the debugging port's HTTP server: (status, content type, body).
 
-        Chromium keeps the connection open, so the body is read by Content-Length.
+        Chromium keeps the connection open, so the body is read by Content-Length. An answer that is not
+        HTTP is BrowserUnreachable; a socket that fails raises as sockets do (OSError, IncompleteReadError).
         """
         reader, writer = await asyncio.open_connection(sock=await self.connect_socket(), limit=1 << 20)
         try:
@@ -125,7 +118,7 @@ class Browser:
             length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             kind = re.search(rb"(?im)^content-type:\s*([^\r\n]*)", head)
             if status is None or length is None or int(length.group(1)) > limit:
-                raise LaunchError(f"unexpected answer to GET {path}: {head[:200]!r}")
+                raise BrowserUnreachable(f"unexpected answer to GET {path}: {head[:200]!r}")
             body = await reader.readexactly(int(length.group(1)))
             return int(status.group(1)), (kind.group(1).decode().strip() if kind else ""), body
         finally:
@@ -134,7 +127,7 @@ class Browser:
     async def _read_version(self) -> None:
         status, _kind, body = await self.http_get("/json/version")
         if status != 200:
-            raise LaunchError(f"/json/version answered {status}")
+            raise LaunchFailed(f"/json/version answered {status}")
         self.version = json.loads(body)
 
     @property
@@ -285,7 +278,7 @@ class Launcher:
         """A browser started as `spec` says (the default spec if None), ready for CDP."""
         spec = spec or LaunchSpec()
         if self.walls.refusal is not None:
-            raise LaunchError(self.walls.refusal)
+            raise LaunchFailed(self.walls.refusal)
         uid = self.uids.take() if self.jailed else None
         try:
             return await self._launch(uid, spec)
@@ -312,7 +305,7 @@ class Launcher:
             command, env, view = self._command(profile, uid, spec)
         except OSError as exc:
             undo()
-            raise LaunchError("cannot prepare the browser's profile or cgroups", str(exc)) from exc
+            raise LaunchFailed("cannot prepare the browser's profile or cgroups", str(exc)) from exc
         isolate = self.isolate
 
         def in_child() -> None:  # between fork and exec: only what must happen before Chromium runs
@@ -335,7 +328,7 @@ class Launcher:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             undo()
-            raise LaunchError("cannot start Chromium", f"{self.executable}: {exc}") from exc
+            raise LaunchFailed("cannot start Chromium", f"{self.executable}: {exc}") from exc
         except BaseException:
             # Cancelled while spawning (the pool closing at shutdown): asyncio kills a process it was
             # still starting, but the profile and cgroups made for it are ours to remove.
@@ -367,10 +360,10 @@ class Launcher:
                 _read_endpoint(proc.stderr, tail), self.timeout
             )
             await asyncio.wait_for(browser._read_version(), self.timeout)
-        except (TimeoutError, LaunchError, OSError, ValueError) as exc:
+        except (TimeoutError, LaunchFailed, BrowserUnreachable, OSError, ValueError) as exc:
             await browser.close()
             detail = " | ".join(tail) or str(exc) or "timed out"
-            raise LaunchError("Chromium did not open its debugging endpoint", detail) from exc
+            raise LaunchFailed("Chromium did not open its debugging endpoint", detail) from exc
         except BaseException:
             # Cancelled mid-launch (shutdown, a client gone): the half-started browser must not outlive us.
             await asyncio.shield(browser.close())
@@ -422,7 +415,7 @@ async def _read_endpoint(stream: asyncio.StreamReader, tail: collections.deque[s
         if match:
             return match.group(1).decode(), int(match.group(2))
         tail.append(line.decode(errors="replace").strip())
-    raise LaunchError("Chromium exited before it was ready")
+    raise LaunchFailed("Chromium exited before it was ready")
 
 
 async def _drain(stream: asyncio.StreamReader, tail: collections.deque[str]) -> None:

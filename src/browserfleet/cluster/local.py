@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.pool import WarmPool
+
+log = logging.getLogger(__name__)
 
 
 class LocalRunner:
@@ -29,7 +32,10 @@ class LocalRunner:
             return await self.launcher.launch(spec.launch)
 
     async def release(self, browser: Browser) -> None:
-        await browser.close()
+        try:
+            await browser.close()
+        except Exception:  # the protocol's promise: never raises (see Runner.release)
+            log.exception("browser %s: not fully cleaned up", browser.pid)
 
     async def reap_orphans(self) -> int:
         return await asyncio.to_thread(self.launcher.reap_orphans)  # a /proc scan: off the loop

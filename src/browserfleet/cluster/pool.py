@@ -16,8 +16,9 @@ import logging
 
 import psutil
 
-from browserfleet.browsers.launcher import Browser, Launcher, LaunchError
+from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import LaunchSpec
+from browserfleet.errors import LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class WarmPool:
                 try:
                     async with self._slots:
                         browser = await self.launcher.launch(LaunchSpec())
-                except LaunchError as exc:
+                except LaunchFailed as exc:
                     log.error("warm pool launch failed: %s (%s)", exc, exc.detail)
                     await asyncio.sleep(RETRY_AFTER_FAILURE)
                     continue

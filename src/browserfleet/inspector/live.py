@@ -51,9 +51,9 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from websockets.exceptions import WebSocketException
 
-from browserfleet.api.errors import ApiError
-from browserfleet.browsers.cdp import CdpConnection, CdpError
-from browserfleet.browsers.launcher import Browser, LaunchError
+from browserfleet.browsers.cdp import CdpConnection
+from browserfleet.browsers.launcher import Browser
+from browserfleet.errors import BrowserUnreachable, CdpError, Gone, InvalidRequest, NotFound, Unauthenticated
 from browserfleet.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def viewer_credentials(svc: Services, request: web.Request) -> tuple[str, bool]:
     token = request.query.get("t", "")
     verified = svc.view_tokens.verify(token, time.time()) if token else None
     if verified is None:
-        raise ApiError(401, "Missing, invalid or expired live view token")
+        raise Unauthenticated("Missing, invalid or expired live view token")
     session_id, read_only = verified
     return session_id, read_only or request.query.get("readOnly", "false").lower() in ("", "1", "true")
 
@@ -116,7 +116,7 @@ def viewer_credentials(svc: Services, request: web.Request) -> tuple[str, bool]:
 def page_param(request: web.Request) -> str | None:
     page = request.query.get("page") or None
     if page is not None and not TARGET_ID.fullmatch(page):
-        raise ApiError(400, "page must be a target id (32 hex digits)")
+        raise InvalidRequest("page must be a target id (32 hex digits)")
     return page.upper() if page else None
 
 
@@ -137,7 +137,7 @@ async def open_cdp(browser: Browser, path: str | None = None) -> CdpConnection:
     try:
         return await CdpConnection.open(browser, path)
     except (OSError, TimeoutError, WebSocketException) as exc:
-        raise ApiError(502, f"The browser is unreachable: {exc or type(exc).__name__}") from exc
+        raise BrowserUnreachable(f"The browser is unreachable: {exc or type(exc).__name__}") from exc
 
 
 async def command(cdp: CdpConnection, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,12 +148,12 @@ async def find_page(browser: Browser, target_id: str | None) -> dict[str, Any]:
     """The tab `target_id`, or else the one active last; 404 if there is none."""
     try:
         tabs = await asyncio.wait_for(list_tabs(browser), CDP_TIMEOUT)
-    except (OSError, TimeoutError, ValueError, LaunchError, asyncio.IncompleteReadError) as exc:
-        raise ApiError(502, f"The browser did not list its tabs: {exc or type(exc).__name__}") from exc
+    except (OSError, TimeoutError, ValueError, BrowserUnreachable, asyncio.IncompleteReadError) as exc:
+        raise BrowserUnreachable(f"The browser did not list its tabs: {exc or type(exc).__name__}") from exc
     for tab in tabs:
         if target_id is None or tab["targetId"] == target_id:
             return tab
-    raise ApiError(404, f"Tab {target_id} not found" if target_id else "The session has no open tab")
+    raise NotFound(f"Tab {target_id} not found" if target_id else "The session has no open tab")
 
 
 async def list_tabs(browser: Browser) -> list[dict[str, Any]]:
@@ -179,8 +179,8 @@ async def list_tabs(browser: Browser) -> list[dict[str, Any]]:
 async def live_view(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     session_id, _ = viewer_credentials(svc, request)
-    if svc.manager.find(session_id) is None:
-        raise ApiError(410, f"Session {session_id} has ended")
+    if svc.manager.find(session_id) is None:  # a valid token: the session existed, so it has ended
+        raise Gone(f"Session {session_id} has ended")
     page_param(request)
     return web.FileResponse(STATIC / "live.html", headers=PAGE_HEADERS)
 
@@ -189,7 +189,7 @@ async def live_view(request: web.Request) -> web.StreamResponse:
 async def live_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in ASSETS:
-        raise ApiError(404, f"Route GET:{request.path} not found")
+        raise NotFound(f"Route GET:{request.path} not found")
     headers = {"Content-Type": ASSETS[name], "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
     return web.FileResponse(STATIC / name, headers=headers)
 
@@ -212,7 +212,7 @@ async def live_socket(request: web.Request) -> web.StreamResponse:
             compress=False, heartbeat=HEARTBEAT, timeout=CLOSE_TIMEOUT, max_msg_size=MAX_MESSAGE
         )
         if not ws.can_prepare(request).ok:
-            raise ApiError(400, "Expected a WebSocket upgrade; open /live/view in a browser instead")
+            raise InvalidRequest("Expected a WebSocket upgrade; open /live/view in a browser instead")
         cdp = await open_cdp(live.browser, f"/devtools/page/{target['targetId']}")
         try:
             await ws.prepare(request)

@@ -231,9 +231,9 @@ class SessionManager:
         except BrowserError as exc:
             log.error("browser launch failed: %s (%s)", exc, exc.detail)
             raise Unavailable(f"The browser could not be started: {exc.message}") from exc
-        except Exception as exc:  # the runner's contract is BrowserError; anything else is still its fault
+        except Exception as exc:  # the runner's defect, still the server's fault: 503, never 500
             log.exception("the runner failed to give a browser")
-            raise Unavailable("The browser could not be started: the runner failed") from exc
+            raise Unavailable("The browser could not be started") from exc
 
     async def _start(self, project: Project, spec: SessionSpec) -> Session:
         created = self.clock.now()
