@@ -186,9 +186,10 @@ def test_a_runner_failing_during_a_create_is_a_503(which: str, tmp_path: Path) -
     runner: Runner = BrokenRunner() if which == "broken runner" else no_uid_left(tmp_path)
     for status, headers, body in in_thread(create_with(runner, tmp_path)):
         assert status == 503
+        why = "" if which == "broken runner" else ": every sandbox uid is in use by a browser"
         assert body == {
             "statusCode": 503,
             "error": "Service Unavailable",
-            "message": "The browser could not be started",
+            "message": f"The browser could not be started{why}",
         }
         assert headers["x-should-retry"] == "false"
