@@ -68,21 +68,25 @@ class Recordings:
 
     async def _run(self, *args: str) -> dict[str, int]:
         async with self._slot:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "browserfleet.artifacts.encode",
-                *args,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                preexec_fn=process.die_with_parent,
-            )
+            with process.spawning() as spawned:  # asyncio collects its exit, not `reap_adopted`
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "browserfleet.artifacts.encode",
+                    *args,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    preexec_fn=process.die_with_parent,
+                )
+                spawned(proc.pid)
             try:
                 out, err = await proc.communicate()
             except BaseException:
                 proc.kill()
                 await proc.wait()
                 raise
+            finally:
+                process.collected(proc.pid)
         if proc.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines()
             raise RuntimeError(lines[-1] if lines else f"encoder exited with {proc.returncode}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from browserfleet.aio import Tasks
 from browserfleet.browsers import cgroups, flags, netns, process, sandbox
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
@@ -75,6 +76,9 @@ class Browser:
     reachable only through sockets this server creates there (`connect_socket`), and its only way out is
     its `egress` proxy. `view` translates paths between the host and what the browser sees; `uid` is the
     unprivileged user a jailed browser runs as, `groups` its cgroups (limits and the exact kill).
+
+    The browser owns its two tasks (the exit watch, the stderr drain); `close()` ends them, and whoever
+    holds a Browser must close it.
     """
 
     pid: int
@@ -93,6 +97,19 @@ class Browser:
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     _watch: asyncio.Task[int] | None = None
     _drain: asyncio.Task[None] | None = None
+    _tasks: Tasks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tasks = Tasks(f"chromium-{self.pid}")
+
+    def _supervise(self) -> None:
+        """Watch for the exit at once (the exit status is asyncio's to collect, see `process.spawning`)."""
+        self._watch = self._tasks.spawn(_wait(self.proc), "wait")
+
+    def _keep_draining(self, tail: collections.deque[str]) -> None:
+        # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
+        assert self.proc.stderr is not None
+        self._drain = self._tasks.spawn(_drain(self.proc.stderr, tail), "stderr")
 
     async def connect_socket(self) -> socket.socket:
         """A TCP connection to the debugging port, made inside the browser's network namespace."""
@@ -162,12 +179,10 @@ class Browser:
         return not self.exited.done()
 
     async def close(self) -> None:
-        """Kill the whole process tree, reap it and remove the profile. Safe to call twice."""
-        members: set[int] = set()
-        if self.groups is not None:
-            members = self.groups.pids()
-            self.groups.kill()  # exact: every process of the browser, double-forked ones included
-        pids = (members | set(process.kill_tree(self.pid, str(self.profile_dir)))) - {self.pid}
+        """Kill the whole process tree, reap it and remove the profile. Safe to call twice.
+
+        The kill and the reaping read every process's command line in /proc: they run in a thread."""
+        pids = await asyncio.to_thread(_kill, self.pid, self.profile_dir, self.groups)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self.exited), timeout=10)
         if self._drain is not None:
@@ -175,8 +190,7 @@ class Browser:
         # Children of the killed browser (a jail's init among them) were adopted by this process (a
         # subreaper): collect them until none is left, not even as a zombie.
         for _ in range(40):
-            process.reap_adopted(keep=_watched)
-            if not any(psutil.pid_exists(pid) for pid in pids):
+            if not await asyncio.to_thread(_reap, pids):
                 break
             await asyncio.sleep(0.05)
         if self.egress is not None:
@@ -191,13 +205,27 @@ class Browser:
                 log.warning("browser %s: cgroups still busy after the kill: %s", self.pid, groups.dirs)
                 self.uid = None  # never hand its uid to another browser while something may run as it
         await asyncio.to_thread(remove_profile, self.profile_dir)
+        # The drain is over; the watch too, unless the killed process never exited (then it is
+        # abandoned here rather than left pending: a process stuck in the kernel has no exit to wait for).
+        await self._tasks.close()
         if self.on_closed is not None:
             on_closed, self.on_closed = self.on_closed, None
             on_closed(self)
 
 
-# Browser pids asyncio's child watcher waits for: reaping them here would steal their exit codes.
-_watched: set[int] = set()
+def _kill(pid: int, profile: Path, groups: cgroups.BrowserGroups | None) -> set[int]:
+    """SIGKILL a browser's whole tree: the pids killed, but for the browser's own."""
+    members: set[int] = set()
+    if groups is not None:
+        members = groups.pids()
+        groups.kill()  # exact: every process of the browser, double-forked ones included
+    return (members | set(process.kill_tree(pid, str(profile)))) - {pid}
+
+
+def _reap(pids: set[int]) -> bool:
+    """Collect adopted children that have exited; True while any of `pids` still exists."""
+    process.reap_adopted()
+    return any(psutil.pid_exists(pid) for pid in pids)
 
 
 @dataclass(frozen=True)
@@ -291,7 +319,7 @@ class Launcher:
         profile = await asyncio.to_thread(self._make_profile, uid)
         groups: cgroups.BrowserGroups | None = None
 
-        def undo() -> None:  # a launch that did not get as far as a Browser leaves nothing behind
+        def undo() -> None:  # a launch that did not get as far as a Browser leaves nothing behind (a thread)
             if groups is not None:
                 groups.kill()
                 groups.remove()
@@ -304,7 +332,7 @@ class Launcher:
                 )
             command, env, view = self._command(profile, uid, spec)
         except OSError as exc:
-            undo()
+            await asyncio.to_thread(undo)
             raise LaunchFailed("cannot prepare the browser's profile or cgroups", str(exc)) from exc
         isolate = self.isolate
 
@@ -317,22 +345,24 @@ class Launcher:
 
         started = time.perf_counter()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group: one killpg takes the whole tree
-                env=env,
-                preexec_fn=in_child,
-            )
+            with process.spawning() as spawned:
+                proc = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # its own process group: one killpg takes the whole tree
+                    env=env,
+                    preexec_fn=in_child,
+                )
+                spawned(proc.pid)
         except (OSError, subprocess.SubprocessError) as exc:
-            undo()
+            await asyncio.to_thread(undo)
             raise LaunchFailed("cannot start Chromium", f"{self.executable}: {exc}") from exc
         except BaseException:
             # Cancelled while spawning (the pool closing at shutdown): asyncio kills a process it was
             # still starting, but the profile and cgroups made for it are ours to remove.
-            undo()
+            await asyncio.shield(asyncio.to_thread(undo))
             raise
         assert proc.stderr is not None
         tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -349,8 +379,7 @@ class Launcher:
             groups=groups,
             on_closed=self._closed,
         )
-        _watched.add(proc.pid)
-        browser._watch = asyncio.create_task(_wait(proc), name=f"chromium-{proc.pid}-wait")
+        browser._supervise()
         try:
             if self.isolate:
                 browser.netns_fd = netns.open_of(proc.pid)
@@ -369,8 +398,7 @@ class Launcher:
             await asyncio.shield(browser.close())
             raise
         browser.launch_ms = (time.perf_counter() - started) * 1000
-        # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
-        browser._drain = asyncio.create_task(_drain(proc.stderr, tail), name=f"chromium-{proc.pid}-stderr")
+        browser._keep_draining(tail)
         return browser
 
     def close(self) -> None:
@@ -383,7 +411,9 @@ class Launcher:
             self.uids.give_back(browser.uid)
 
     def reap_orphans(self) -> int:
-        """Kill browsers a previous server left running on this data dir and remove their profiles."""
+        """Kill browsers a previous server left running on this data dir and remove their profiles.
+
+        Blocking (it scans /proc and waits for cgroups to empty): call it in a thread."""
         killed: set[int] = set()
         hierarchy = self.walls.hierarchy
         left = cgroups.leftovers(hierarchy) if hierarchy is not None else []
@@ -393,10 +423,10 @@ class Launcher:
         for proc in process.mentioning(str(self.profiles_root)):
             if proc.pid not in killed:
                 killed.update(process.kill_tree(proc.pid))
-        process.reap_adopted(keep=_watched)
+        process.reap_adopted()
         for groups in left:
             groups.remove()
-            process.reap_adopted(keep=_watched)
+            process.reap_adopted()
         for path in self.profiles_root.glob(PROFILE_PREFIX + "*"):
             remove_profile(path)
         return len(killed)
@@ -406,7 +436,7 @@ async def _wait(proc: asyncio.subprocess.Process) -> int:
     try:
         return await proc.wait()
     finally:
-        _watched.discard(proc.pid)
+        process.collected(proc.pid)
 
 
 async def _read_endpoint(stream: asyncio.StreamReader, tail: collections.deque[str]) -> tuple[str, int]:
@@ -419,5 +449,11 @@ async def _read_endpoint(stream: asyncio.StreamReader, tail: collections.deque[s
 
 
 async def _drain(stream: asyncio.StreamReader, tail: collections.deque[str]) -> None:
-    while line := await stream.readline():
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line over the stream's limit, dropped: draining must go on regardless
+            continue
+        if not line:
+            return
         tail.append(line.decode(errors="replace").strip())
