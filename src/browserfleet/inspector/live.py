@@ -43,6 +43,7 @@ import math
 import re
 import struct
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeGuard
@@ -510,6 +511,17 @@ class FramePump:
 # -- one viewer ------------------------------------------------------------------------------------
 
 
+async def _until_stopped(work: Coroutine[Any, Any, None], stopped: asyncio.Future[Exception | None]) -> None:
+    """Run a viewer's worker; its end is told to `stopped` (the first one only, with its failure if any)."""
+    failure: Exception | None = None
+    try:
+        await work
+    except Exception as exc:
+        failure = exc
+    if not stopped.done():
+        stopped.set_result(failure)
+
+
 class LiveView:
     """One viewer's socket bound to one tab: frames out, input in (unless read-only)."""
 
@@ -549,25 +561,31 @@ class LiveView:
         except ConnectionError:
             return
         self.cdp.send_soon("Inspector.enable")  # so that a closing or crashing tab says so
-        workers = [asyncio.create_task(self.frames.run(), name="live-frames")]
-        if not self.read_only:
-            workers.append(asyncio.create_task(self._dispatch_inputs(), name="live-input"))
-        closer = asyncio.create_task(self._close_when_over(ended, workers), name="live-close")
+        stopped: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         try:
-            await self._receive()
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("live view: viewer connection lost: %s", exc)
+            async with asyncio.TaskGroup() as tasks:
+                workers = [tasks.create_task(_until_stopped(self.frames.run(), stopped), name="live-frames")]
+                if not self.read_only:
+                    workers.append(
+                        tasks.create_task(_until_stopped(self._dispatch_inputs(), stopped), name="live-input")
+                    )
+                closer = tasks.create_task(self._close_when_over(ended, stopped), name="live-close")
+                try:
+                    await self._receive()
+                except (ConnectionError, RuntimeError) as exc:
+                    log.debug("live view: viewer connection lost: %s", exc)
+                finally:
+                    if not self._closing:  # else the group lets the close handshake finish
+                        closer.cancel()
+                    for worker in workers:
+                        worker.cancel()
         finally:
-            if self._closing:
-                await asyncio.gather(closer, return_exceptions=True)  # let the close handshake finish
-            closer.cancel()
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(closer, *workers, return_exceptions=True)
             await self.frames.stop()
 
-    async def _close_when_over(self, ended: asyncio.Future[None], workers: list[asyncio.Task[None]]) -> None:
-        waits: list[asyncio.Future[Any]] = [ended, self.tab_gone, self.cdp.closed, *workers]
+    async def _close_when_over(
+        self, ended: asyncio.Future[None], stopped: asyncio.Future[Exception | None]
+    ) -> None:
+        waits: list[asyncio.Future[Any]] = [ended, self.tab_gone, self.cdp.closed, stopped]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if ended.done():
             code, reason = SESSION_ENDED
@@ -577,11 +595,13 @@ class LiveView:
             code, reason = TAB_CLOSED
         else:
             code, reason = FAILED
-            for worker in workers:
-                if worker.done() and not worker.cancelled() and worker.exception() is not None:
-                    log.debug("live view stopped: %r", worker.exception())
+            if stopped.result() is not None:
+                log.debug("live view stopped: %r", stopped.result())
         self._closing = True
-        await self.ws.close(code=code, message=reason.encode())
+        try:
+            await self.ws.close(code=code, message=reason.encode())
+        except Exception as exc:  # the viewer is gone already
+            log.debug("live view: closing the viewer's socket failed: %r", exc)
 
     async def _receive(self) -> None:
         async for message in self.ws:
