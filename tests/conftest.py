@@ -33,6 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(__file__).resolve().parent / "site"
 RESOLVER_RULES = '--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost"'
 CLI = [sys.executable, "-m", "browserfleet"]
+# What a server's log says when a stop left work behind: asyncio's words for a task destroyed unfinished
+# and for a failure nobody saw, and the server's own for tasks still running once every component closed.
+LEFT_BEHIND = (
+    "Task was destroyed but it is pending",
+    "Task exception was never retrieved",
+    "tasks still running at shutdown",
+)
 
 
 def free_port() -> int:
@@ -107,6 +114,11 @@ class Server:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=30)
 
+    def left_behind(self) -> list[str]:
+        """What its log says a stop left behind (see LEFT_BEHIND): nothing, for any stop."""
+        log = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in log.splitlines() if any(words in line for words in LEFT_BEHIND)]
+
     def cli(self, *args: str) -> str:
         result = subprocess.run(
             [*CLI, *args, "--data-dir", str(self.data_dir)],
@@ -173,6 +185,7 @@ def server(suite_root: Path) -> Iterator[Server]:
     yield srv
     srv.stop()
     assert srv.proc is not None and srv.proc.returncode == 0, srv.log.read_text()[-3000:]
+    assert not srv.left_behind(), srv.left_behind()
 
 
 @pytest.fixture
@@ -188,6 +201,7 @@ def make_server(suite_root: Path) -> Iterator[object]:
     yield make
     for srv in started:
         srv.stop()
+    assert not [line for srv in started for line in srv.left_behind()]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
