@@ -433,6 +433,40 @@ def test_the_runner_gets_the_typed_spec() -> None:
 # -- races and failures a review found unguarded ---------------------------------------------------
 
 
+class BlockingAdd(MemoryStore):
+    """A store whose `add_session` waits for `go`: shutdown can begin while a create writes its row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adding = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def add_session(self, session: Session) -> None:
+        self.adding.set()
+        await self.go.wait()
+        await super().add_session(session)
+
+
+def test_a_create_whose_row_is_written_while_shutdown_runs_is_ended_not_left_running() -> None:
+    async def main() -> None:
+        runner, store, clock = FakeRunner(), BlockingAdd(), FakeClock()
+        manager = SessionManager(store, runner, clock)
+        create = asyncio.create_task(manager.create(PROJECT, SessionSpec()))
+        await store.adding.wait()
+        await manager.shutdown()  # it has ended every session it saw; this one was not in the map yet
+        store.go.set()
+        with pytest.raises(Unavailable, match="shutting down"):
+            await create
+        # aiohttp lets a request finish after on_shutdown: it must not leave a session with no owner
+        # (RUNNING until the next start, its browser alive after the server exits).
+        (row,) = store.rows.values()
+        assert (row.status, row.end_reason) == (Status.ERROR, "server stopped")
+        assert runner.browsers[0].released
+        assert manager.find(row.id) is None and not len(manager._tasks)
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+
 class BlockingRunner(FakeRunner):
     def __init__(self) -> None:
         super().__init__()
