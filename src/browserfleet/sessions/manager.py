@@ -265,6 +265,14 @@ class SessionManager:
         except BaseException:
             await self.runner.release(browser)
             raise
+        if self._stopping:
+            # Shutdown began while the row was written and has ended every session it saw; this one it
+            # did not. Put in the map now, it would run with no owner (and its watcher hold shutdown).
+            ending = Lifecycle(spec.keep_alive, row.expires_at).on(ServerStopping(), self.clock.now())
+            assert isinstance(ending, Ending)
+            await self._record(row.id, ending)
+            await self.runner.release(browser)
+            raise Unavailable("The server is shutting down")
         live = LiveSession(
             row.id, project.id, row.expires_at, browser, spec, Lifecycle(spec.keep_alive, row.expires_at)
         )
