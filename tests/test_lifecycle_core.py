@@ -228,7 +228,8 @@ class MemoryStore:
     async def sessions(
         self, project_id: str, status: str | None = None, metadata: tuple[tuple[str, ...], str] | None = None
     ) -> Sequence[Session]:
-        return [r for r in self.rows.values() if r.project_id == project_id]
+        rows = [Session(**vars_of(r)) for r in self.rows.values() if r.project_id == project_id]
+        return [r for r in rows if status is None or r.status == status]
 
     async def live_sessions(self) -> Sequence[Session]:
         return [r for r in self.rows.values() if r.status == Status.RUNNING]
@@ -590,3 +591,26 @@ def test_observers_see_the_ended_row_and_one_that_fails_does_not_keep_the_browse
         await rig.settle()
 
     run(body)
+
+
+def test_a_list_shows_an_end_the_store_has_not_taken_as_get_does() -> None:
+    async def body(rig: Rig) -> None:
+        row = await rig.manager.create(PROJECT, SessionSpec())
+        rig.store.refuse_ends = 1
+        await rig.manager.release(PROJECT.id, row.id)
+        assert (await rig.manager.get(PROJECT.id, row.id)).status == Status.COMPLETED
+        assert [r.status for r in await rig.manager.list(PROJECT.id, None, None)] == [Status.COMPLETED]
+        assert not await rig.manager.list(PROJECT.id, Status.RUNNING, None)  # it is not running
+        rig.clock.advance(0.5)
+        await rig.settle()
+
+    run(body)
+
+
+def test_a_spec_summary_keeps_no_password_given_in_a_proxy_url() -> None:
+    from browserfleet.browsers.spec import AppliedSpec, ProxyRule
+
+    rule = ProxyRule("external", server="http://alice:hunter2@proxy.test:8080")
+    summary = SessionSpec(browser=BrowserSpec(applied=AppliedSpec(proxies=(rule,)))).summary()
+    assert "hunter2" not in repr(summary)
+    assert summary["applied"]["proxies"][0]["server"] == "http://alice:(set)@proxy.test:8080"
