@@ -326,7 +326,9 @@ class SessionManager:
 
     async def list(self, project_id: str, status: str | None, q: str | None) -> Sequence[Session]:
         metadata = query.parse(q) if q is not None else None
-        return await self.store.sessions(project_id, status, metadata)
+        # As `get` shows them; an end not yet recorded can still be missing from a list of its status.
+        rows = [self._shown(row) for row in await self.store.sessions(project_id, status, metadata)]
+        return [row for row in rows if status is None or row.status == status]
 
     # -- ending ----------------------------------------------------------------------------------
 
