@@ -593,6 +593,35 @@ def test_observers_see_the_ended_row_and_one_that_fails_does_not_keep_the_browse
     run(body)
 
 
+def test_observers_finish_even_when_the_store_cannot_be_read_at_the_end() -> None:
+    class Observer:
+        seen: list[tuple[str, str | None]] = []
+
+        def started(self, live: Any, row: Session) -> None:
+            pass
+
+        async def ended(self, live: Any, row: Session) -> None:
+            self.seen.append((row.status, row.end_reason))
+
+    async def body(rig: Rig) -> None:
+        observer = Observer()
+        rig.manager.observers.append(observer)
+        await rig.manager.create(PROJECT, SessionSpec())
+        reads = rig.store.session
+
+        async def unreadable(session_id: str, project_id: str | None = None) -> Session | None:
+            raise OSError("disk I/O error")
+
+        rig.store.session = unreadable  # type: ignore[method-assign]
+        rig.runner.browsers[0].exited.set_result(-9)
+        await rig.settle()
+        rig.store.session = reads  # type: ignore[method-assign]
+        assert observer.seen == [(Status.ERROR, "browser exited (-9)")]
+        assert rig.runner.browsers[0].released
+
+    run(body)
+
+
 def test_a_list_shows_an_end_the_store_has_not_taken_as_get_does() -> None:
     async def body(rig: Rig) -> None:
         row = await rig.manager.create(PROJECT, SessionSpec())

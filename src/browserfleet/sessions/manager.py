@@ -139,6 +139,7 @@ class LiveSession:
     browser: Browser
     spec: SessionSpec
     lifecycle: Lifecycle
+    row: Session  # as created: what observers get at the end if the store cannot be read then
     clients: set[Closer] = field(default_factory=set)
     watchers: set[Closer] = field(default_factory=set)  # live views, DevTools: closed at the end, not counted
     timer: Cancellable | None = None
@@ -274,7 +275,7 @@ class SessionManager:
             await self.runner.release(browser)
             raise Unavailable("The server is shutting down")
         live = LiveSession(
-            row.id, project.id, row.expires_at, browser, spec, Lifecycle(spec.keep_alive, row.expires_at)
+            row.id, project.id, row.expires_at, browser, spec, Lifecycle(spec.keep_alive, row.expires_at), row
         )
         self._live[row.id] = live
         delay = (row.expires_at - self.clock.now()).total_seconds()
@@ -310,12 +311,7 @@ class SessionManager:
         """The row as it is: with an end the store has not taken yet."""
         ending = self._unrecorded.get(row.id)
         if ending is not None and row.status == Status.RUNNING:
-            row.status, row.ended_at, row.updated_at, row.end_reason = (
-                ending.status,
-                ending.at,
-                ending.at,
-                ending.reason,
-            )
+            return _with_end(row, ending)
         return row
 
     async def get(self, project_id: str, session_id: str) -> Session:
@@ -435,7 +431,13 @@ class SessionManager:
 
     async def _release(self, live: LiveSession, ending: Ending) -> None:
         try:
-            row = await self.store.session(live.id)
+            try:
+                row = await self.store.session(live.id)
+            except Exception:
+                # Observers must still finish (close the capture, save downloads): give them the row as
+                # it was created, with its end.
+                log.exception("session %s: the store could not be read at the end", live.id)
+                row = _with_end(live.row, ending)
             if row is not None:
                 row = self._shown(row)
                 for observer in self.observers:
@@ -475,3 +477,14 @@ class SessionManager:
         if close in live.clients:
             live.clients.discard(close)
             self._spawn_end(live, ClientDetached(browser_lost))
+
+
+def _with_end(row: Session, ending: Ending) -> Session:
+    """`row` (a detached row, never written back) marked ended as `ending` says."""
+    row.status, row.ended_at, row.updated_at, row.end_reason = (
+        ending.status,
+        ending.at,
+        ending.at,
+        ending.reason,
+    )
+    return row
