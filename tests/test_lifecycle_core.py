@@ -228,7 +228,8 @@ class MemoryStore:
     async def sessions(
         self, project_id: str, status: str | None = None, metadata: tuple[tuple[str, ...], str] | None = None
     ) -> Sequence[Session]:
-        return [r for r in self.rows.values() if r.project_id == project_id]
+        rows = [Session(**vars_of(r)) for r in self.rows.values() if r.project_id == project_id]
+        return [r for r in rows if status is None or r.status == status]
 
     async def live_sessions(self) -> Sequence[Session]:
         return [r for r in self.rows.values() if r.status == Status.RUNNING]
@@ -428,3 +429,217 @@ def test_the_runner_gets_the_typed_spec() -> None:
         assert rig.store.rows[row.id].create_params == {"launch": {"extension_id": "e1"}}
 
     run(body)
+
+
+# -- races and failures a review found unguarded ---------------------------------------------------
+
+
+class BlockingAdd(MemoryStore):
+    """A store whose `add_session` waits for `go`: shutdown can begin while a create writes its row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adding = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def add_session(self, session: Session) -> None:
+        self.adding.set()
+        await self.go.wait()
+        await super().add_session(session)
+
+
+def test_a_create_whose_row_is_written_while_shutdown_runs_is_ended_not_left_running() -> None:
+    async def main() -> None:
+        runner, store, clock = FakeRunner(), BlockingAdd(), FakeClock()
+        manager = SessionManager(store, runner, clock)
+        create = asyncio.create_task(manager.create(PROJECT, SessionSpec()))
+        await store.adding.wait()
+        await manager.shutdown()  # it has ended every session it saw; this one was not in the map yet
+        store.go.set()
+        with pytest.raises(Unavailable, match="shutting down"):
+            await create
+        # aiohttp lets a request finish after on_shutdown: it must not leave a session with no owner
+        # (RUNNING until the next start, its browser alive after the server exits).
+        (row,) = store.rows.values()
+        assert (row.status, row.end_reason) == (Status.ERROR, "server stopped")
+        assert runner.browsers[0].released
+        assert manager.find(row.id) is None and not len(manager._tasks)
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+
+class BlockingRunner(FakeRunner):
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def acquire(self, spec: BrowserSpec) -> Browser:
+        await self.go.wait()
+        return await super().acquire(spec)
+
+
+def test_a_launch_that_finishes_after_shutdown_began_is_released_and_refused() -> None:
+    async def main() -> None:
+        runner, store, clock = BlockingRunner(), MemoryStore(), FakeClock()
+        manager = SessionManager(store, runner, clock)
+        create = asyncio.create_task(manager.create(PROJECT, SessionSpec()))
+        await asyncio.sleep(0)
+        await manager.shutdown()
+        runner.go.set()
+        with pytest.raises(Unavailable, match="shutting down"):
+            await create
+        assert runner.browsers[0].released and not store.rows
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+
+def test_a_row_that_cannot_be_written_releases_its_browser_and_slot() -> None:
+    class RefusingAdd(MemoryStore):
+        async def add_session(self, session: Session) -> None:
+            raise OSError("disk full")
+
+    async def main() -> None:
+        runner, store = FakeRunner(), RefusingAdd()
+        manager = SessionManager(store, runner, FakeClock())
+        one = Project(id="p3", name="r", owner_id="o", default_timeout=300, concurrency=1)
+        for _ in range(2):  # the second would be refused 429 if the first had kept its slot
+            with pytest.raises(OSError):
+                await manager.create(one, SessionSpec())
+        assert len(runner.browsers) == 2 and all(b.released for b in runner.browsers)
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+
+def test_an_end_refused_at_shutdown_gets_one_last_try_and_does_not_hold_shutdown() -> None:
+    async def body(rig: Rig) -> None:
+        row = await rig.manager.create(PROJECT, SessionSpec())
+        closed: list[str] = []
+        rig.manager.attach(row.id, client(closed, "cdp"))
+        rig.store.refuse_ends = 1  # the end is refused, its one last try (no clock advance) is taken
+        await rig.manager.shutdown()
+        assert closed == ["cdp"] and rig.runner.browsers[0].released
+        assert rig.status(row.id) == (Status.ERROR, "server stopped")
+
+        # Another server on the same store, whose end is refused every time: given up at shutdown.
+        manager = SessionManager(rig.store, rig.runner, rig.clock)
+        other = await manager.create(PROJECT, SessionSpec())
+        rig.store.refuse_ends = 10
+        await manager.shutdown()
+        assert rig.status(other.id) == (Status.RUNNING, None)  # left for the next start's reconcile
+        assert (await manager.get(PROJECT.id, other.id)).status == Status.ERROR  # shown as it ended
+        rig.store.refuse_ends = 0
+
+    run(body)
+
+
+def test_a_client_detached_twice_counts_once() -> None:
+    async def body(rig: Rig) -> None:
+        row = await rig.manager.create(PROJECT, SessionSpec())
+        first, second = client([], "a"), client([], "b")
+        live = rig.manager.attach(row.id, first)
+        rig.manager.attach(row.id, second)
+        rig.manager.detach(live, first)
+        rig.manager.detach(live, first)  # e.g. a relay's finally after the manager's own close
+        await rig.settle()
+        assert rig.status(row.id) == (Status.RUNNING, None)  # `second` is still connected
+        rig.manager.detach(live, second)
+        await rig.settle()
+        assert rig.status(row.id) == (Status.COMPLETED, "last client disconnected")
+
+    run(body)
+
+
+def test_a_client_is_closed_only_once_the_end_is_recorded() -> None:
+    async def body(rig: Rig) -> None:
+        row = await rig.manager.create(PROJECT, SessionSpec())
+        seen: list[str] = []
+
+        async def close() -> None:  # a client told "session ended" may GET the session at once
+            seen.append((await rig.manager.get(PROJECT.id, row.id)).status)
+
+        rig.manager.attach(row.id, close)
+        await rig.manager.release(PROJECT.id, row.id)
+        assert seen == [Status.COMPLETED]
+
+    run(body)
+
+
+def test_observers_see_the_ended_row_and_one_that_fails_does_not_keep_the_browser() -> None:
+    class Observer:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.seen = fail, list[tuple[str, bool]]()
+            self.runner: FakeRunner | None = None
+
+        def started(self, live: Any, row: Session) -> None:
+            pass
+
+        async def ended(self, live: Any, row: Session) -> None:
+            self.seen.append((row.status, cast(FakeBrowser, live.browser).released))
+            if self.fail:
+                raise RuntimeError("observer bug")
+
+    async def body(rig: Rig) -> None:
+        failing, after = Observer(True), Observer(False)
+        rig.manager.observers += [failing, after]
+        row = await rig.manager.create(PROJECT, SessionSpec())
+        rig.store.refuse_ends = 1  # observers are shown the end even while its write is retried
+        await rig.manager.release(PROJECT.id, row.id)
+        await rig.settle()
+        assert failing.seen == after.seen == [(Status.COMPLETED, False)]  # before the browser is killed
+        assert rig.runner.browsers[0].released
+        rig.clock.advance(0.5)
+        await rig.settle()
+
+    run(body)
+
+
+def test_observers_finish_even_when_the_store_cannot_be_read_at_the_end() -> None:
+    class Observer:
+        seen: list[tuple[str, str | None]] = []
+
+        def started(self, live: Any, row: Session) -> None:
+            pass
+
+        async def ended(self, live: Any, row: Session) -> None:
+            self.seen.append((row.status, row.end_reason))
+
+    async def body(rig: Rig) -> None:
+        observer = Observer()
+        rig.manager.observers.append(observer)
+        await rig.manager.create(PROJECT, SessionSpec())
+        reads = rig.store.session
+
+        async def unreadable(session_id: str, project_id: str | None = None) -> Session | None:
+            raise OSError("disk I/O error")
+
+        rig.store.session = unreadable  # type: ignore[method-assign]
+        rig.runner.browsers[0].exited.set_result(-9)
+        await rig.settle()
+        rig.store.session = reads  # type: ignore[method-assign]
+        assert observer.seen == [(Status.ERROR, "browser exited (-9)")]
+        assert rig.runner.browsers[0].released
+
+    run(body)
+
+
+def test_a_list_shows_an_end_the_store_has_not_taken_as_get_does() -> None:
+    async def body(rig: Rig) -> None:
+        row = await rig.manager.create(PROJECT, SessionSpec())
+        rig.store.refuse_ends = 1
+        await rig.manager.release(PROJECT.id, row.id)
+        assert (await rig.manager.get(PROJECT.id, row.id)).status == Status.COMPLETED
+        assert [r.status for r in await rig.manager.list(PROJECT.id, None, None)] == [Status.COMPLETED]
+        assert not await rig.manager.list(PROJECT.id, Status.RUNNING, None)  # it is not running
+        rig.clock.advance(0.5)
+        await rig.settle()
+
+    run(body)
+
+
+def test_a_spec_summary_keeps_no_password_given_in_a_proxy_url() -> None:
+    from browserfleet.browsers.spec import AppliedSpec, ProxyRule
+
+    rule = ProxyRule("external", server="http://alice:hunter2@proxy.test:8080")
+    summary = SessionSpec(browser=BrowserSpec(applied=AppliedSpec(proxies=(rule,)))).summary()
+    assert "hunter2" not in repr(summary)
+    assert summary["applied"]["proxies"][0]["server"] == "http://alice:(set)@proxy.test:8080"

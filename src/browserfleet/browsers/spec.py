@@ -103,10 +103,21 @@ def _json(value: Any) -> Any:
         rule = {k: _json(v) for k, v in vars(value).items() if v is not None and k != "password"}
         if value.password is not None:
             rule["password"] = "(set)"
+        if value.server is not None:
+            rule["server"] = _without_password(value.server)
         return rule
     if hasattr(value, "__dataclass_fields__"):
         return {k: _json(v) for k, v in vars(value).items() if v is not None}
     return value
+
+
+def _without_password(url: str) -> str:
+    """`url` with the password of its user part (`scheme://user:password@host`), if any, hidden. It
+    errs towards hiding: a password may hold `@`, `/` or `://`, so the user part ends at the last `@`."""
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{colon and ':(set)'}{at}{host}"
 
 
 def _non_default(value: Any, default: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import logging
 import psutil
 
 from browserfleet.aio import Tasks
+from browserfleet.browsers import flags
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import LaunchSpec
 from browserfleet.errors import LaunchFailed
@@ -53,9 +54,9 @@ class WarmPool:
         self._wake()
 
     def take(self, spec: LaunchSpec) -> Browser | None:
-        """A ready browser for a session launched as `spec`, or None: the pool is empty, or holds only
-        browsers launched with the default spec and `spec` is another."""
-        if not spec.is_default:
+        """A ready browser that `spec` would have launched, or None: the pool is empty, or `spec` asks
+        for a command line other than the default one its browsers were launched with."""
+        if flags.spec_arguments(spec) != flags.spec_arguments(LaunchSpec()):
             return None
         while self._ready:
             browser = self._ready.popleft()

@@ -139,6 +139,7 @@ class LiveSession:
     browser: Browser
     spec: SessionSpec
     lifecycle: Lifecycle
+    row: Session  # as created: what observers get at the end if the store cannot be read then
     clients: set[Closer] = field(default_factory=set)
     watchers: set[Closer] = field(default_factory=set)  # live views, DevTools: closed at the end, not counted
     timer: Cancellable | None = None
@@ -265,8 +266,16 @@ class SessionManager:
         except BaseException:
             await self.runner.release(browser)
             raise
+        if self._stopping:
+            # Shutdown began while the row was written and has ended every session it saw; this one it
+            # did not. Put in the map now, it would run with no owner (and its watcher hold shutdown).
+            ending = Lifecycle(spec.keep_alive, row.expires_at).on(ServerStopping(), self.clock.now())
+            assert isinstance(ending, Ending)
+            await self._record(row.id, ending)
+            await self.runner.release(browser)
+            raise Unavailable("The server is shutting down")
         live = LiveSession(
-            row.id, project.id, row.expires_at, browser, spec, Lifecycle(spec.keep_alive, row.expires_at)
+            row.id, project.id, row.expires_at, browser, spec, Lifecycle(spec.keep_alive, row.expires_at), row
         )
         self._live[row.id] = live
         delay = (row.expires_at - self.clock.now()).total_seconds()
@@ -302,12 +311,7 @@ class SessionManager:
         """The row as it is: with an end the store has not taken yet."""
         ending = self._unrecorded.get(row.id)
         if ending is not None and row.status == Status.RUNNING:
-            row.status, row.ended_at, row.updated_at, row.end_reason = (
-                ending.status,
-                ending.at,
-                ending.at,
-                ending.reason,
-            )
+            return _with_end(row, ending)
         return row
 
     async def get(self, project_id: str, session_id: str) -> Session:
@@ -318,7 +322,9 @@ class SessionManager:
 
     async def list(self, project_id: str, status: str | None, q: str | None) -> Sequence[Session]:
         metadata = query.parse(q) if q is not None else None
-        return await self.store.sessions(project_id, status, metadata)
+        # As `get` shows them; an end not yet recorded can still be missing from a list of its status.
+        rows = [self._shown(row) for row in await self.store.sessions(project_id, status, metadata)]
+        return [row for row in rows if status is None or row.status == status]
 
     # -- ending ----------------------------------------------------------------------------------
 
@@ -425,7 +431,13 @@ class SessionManager:
 
     async def _release(self, live: LiveSession, ending: Ending) -> None:
         try:
-            row = await self.store.session(live.id)
+            try:
+                row = await self.store.session(live.id)
+            except Exception:
+                # Observers must still finish (close the capture, save downloads): give them the row as
+                # it was created, with its end.
+                log.exception("session %s: the store could not be read at the end", live.id)
+                row = _with_end(live.row, ending)
             if row is not None:
                 row = self._shown(row)
                 for observer in self.observers:
@@ -465,3 +477,14 @@ class SessionManager:
         if close in live.clients:
             live.clients.discard(close)
             self._spawn_end(live, ClientDetached(browser_lost))
+
+
+def _with_end(row: Session, ending: Ending) -> Session:
+    """`row` (a detached row, never written back) marked ended as `ending` says."""
+    row.status, row.ended_at, row.updated_at, row.end_reason = (
+        ending.status,
+        ending.at,
+        ending.at,
+        ending.reason,
+    )
+    return row
