@@ -124,9 +124,16 @@ class Browser:
     async def http_get(self, path: str, limit: int = 32 * 1024 * 1024) -> tuple[int, str, bytes]:
         """GET a path of the debugging port's HTTP server: (status, content type, body).
 
-        Chromium keeps the connection open, so the body is read by Content-Length. An answer that is not
-        HTTP is BrowserUnreachable; a socket that fails raises as sockets do (OSError, IncompleteReadError).
+        Chromium keeps the connection open, so the body is read by Content-Length. Anything that goes
+        wrong (an answer that is not HTTP, a socket that fails or closes early, a head over 1 MiB) is
+        BrowserUnreachable.
         """
+        try:
+            return await self._http_get(path, limit)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise BrowserUnreachable(f"GET {path} failed: {exc or type(exc).__name__}") from exc
+
+    async def _http_get(self, path: str, limit: int) -> tuple[int, str, bytes]:
         reader, writer = await asyncio.open_connection(sock=await self.connect_socket(), limit=1 << 20)
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
