@@ -36,6 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(__file__).resolve().parent / "site"
 CLI = [sys.executable, "-m", "browserfleet"]
 DATABASES = ("sqlite", "postgresql")
+# What a server's log says when a stop left work behind: asyncio's words for a task destroyed unfinished
+# and for a failure nobody saw, and the server's own for tasks still running once every component closed.
+LEFT_BEHIND = (
+    "Task was destroyed but it is pending",
+    "Task exception was never retrieved",
+    "tasks still running at shutdown",
+)
 
 __all__ = ["CLI", "RESOLVER_RULES", "ROOT", "SITE", "Server", "browsers_under"]
 
@@ -50,6 +57,11 @@ class Server(harness.server.Server):
         "BROWSERFLEET_SAMPLE_INTERVAL": "1",
     }
     key_prefix = "bf_test_"
+
+    def left_behind(self) -> list[str]:
+        """What its log says a stop left behind (see LEFT_BEHIND): nothing, for any stop."""
+        log = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in log.splitlines() if any(words in line for words in LEFT_BEHIND)]
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
@@ -145,6 +157,7 @@ def _shared(srv: Server) -> Iterator[Server]:
     yield srv
     srv.stop()
     assert srv.proc is not None and srv.proc.returncode == 0, srv.log.read_text()[-3000:]
+    assert not srv.left_behind(), srv.left_behind()
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +199,7 @@ def make_server(request: pytest.FixtureRequest, suite_root: Path) -> Iterator[ob
     yield make
     for srv in started:
         srv.stop()
+    assert not [line for srv in started for line in srv.left_behind()]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -224,3 +225,29 @@ def test_a_browser_that_cannot_start_is_a_clean_503(make_server: Any) -> None:
         assert "could not be started" in response.json()["message"]
         assert http.get("/v1/sessions").json() == []
     assert not profiles(srv)
+
+
+def test_a_graceful_stop_leaves_no_task_behind(make_server: Any, site: str, playwright: Any) -> None:
+    from websockets.sync.client import connect
+
+    srv: Server = make_server("clean-stop").start()
+    bb = srv.sdk()
+    # A recorded session that has ended: its video is being encoded.
+    ended = bb.sessions.create()
+    browser = playwright.chromium.connect_over_cdp(ended.connect_url)
+    browser.contexts[0].pages[0].goto(f"{site}/animated.html")
+    time.sleep(1)
+    browser.close()
+    wait_for(lambda: status(srv, ended.id) == "COMPLETED")
+    # A running one at the stop: a client on a page reached through its egress proxy, a live viewer,
+    # capture, its CDP log and sampling, and the warm pool refilling behind it.
+    running = bb.sessions.create(keep_alive=True)
+    client = playwright.chromium.connect_over_cdp(running.connect_url)
+    client.contexts[0].pages[0].goto(f"{site}/animated.html")
+    viewer_url = bb.sessions.debug(running.id).debugger_fullscreen_url
+    with connect(viewer_url.replace("http://", "ws://").replace("/live/view", "/live/ws")) as viewer:
+        assert json.loads(viewer.recv(timeout=10))["type"] == "hello"
+        assert isinstance(viewer.recv(timeout=10), bytes)  # a frame: the screencast runs
+        srv.stop()
+    assert srv.proc is not None and srv.proc.returncode == 0
+    assert srv.left_behind() == [], srv.log.read_text(errors="replace")[-3000:]

@@ -48,6 +48,11 @@ class TooLarge(BrowserfleetError):
     """A body, file or message over its limit."""
 
 
+class Inapplicable(BrowserfleetError):
+    """The request is valid and names something that exists, but what it asks does not apply to it (the
+    recording of a session that was not recorded)."""
+
+
 class ConcurrencyLimited(BrowserfleetError):
     """The project runs as many sessions as it may."""
 
@@ -72,7 +77,7 @@ class BrowserError(BrowserfleetError):
 
 
 class LaunchFailed(BrowserError):
-    """A browser could not be started."""
+    """A browser could not be started (`detail`: paths, Chromium's own output)."""
 
 
 class BrowserUnreachable(BrowserError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -157,6 +158,9 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
 
     async def close_store(_app: web.Application) -> None:
         await store.close()
+        # Every component has stopped its own tasks by now; aiohttp would cancel a leftover unseen.
+        if left := unfinished_tasks():
+            log.warning("tasks still running at shutdown: %s", ", ".join(left))
 
     app.on_shutdown.append(end_sessions)
     app.on_cleanup.append(close_store)
@@ -170,6 +174,12 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         if new_key:
             console.print(f"API key (shown once, stored hashed): [bold green]{new_key}[/]", soft_wrap=True)
     return app
+
+
+def unfinished_tasks() -> list[str]:
+    """The names of the loop's tasks that have not finished, but for the caller's own."""
+    current = asyncio.current_task()
+    return sorted(task.get_name() for task in asyncio.all_tasks() if task is not current and not task.done())
 
 
 def serve(settings: Settings) -> None:

@@ -7,7 +7,7 @@ import re
 from aiohttp import web
 
 from browserfleet.api.auth import project_for_key
-from browserfleet.api.errors import ApiError
+from browserfleet.errors import NotFound, Unauthenticated
 from browserfleet.services import SERVICES, Services
 from browserfleet.store.models import Project
 
@@ -24,7 +24,7 @@ def well_formed_id(value: str) -> bool:
 def existing_id(value: str, kind: str = "Session") -> str:
     """`value` if it can name a session (or download); else the 404 an unknown one gets."""
     if not well_formed_id(value):
-        raise ApiError(404, f"{kind} {value[:100]} not found")
+        raise NotFound(f"{kind} {value[:100]} not found")
     return value
 
 
@@ -35,8 +35,8 @@ def services(request: web.Request) -> Services:
 async def caller(request: web.Request) -> Project:
     key = request.headers.get(API_KEY_HEADER)
     if not key:
-        raise ApiError(401, "Missing X-BB-API-Key header")
+        raise Unauthenticated("Missing X-BB-API-Key header")
     project = await project_for_key(services(request).store, key)
     if project is None:
-        raise ApiError(401, "Invalid API key")
+        raise Unauthenticated("Invalid API key")
     return project

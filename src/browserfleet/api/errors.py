@@ -1,6 +1,9 @@
 """Error bodies in the contract's (Fastify) shape: {statusCode, error, message}, and the one reader of
 JSON request bodies.
 
+This is the one place the domain's errors (`browserfleet.errors`) become status codes (`STATUS`), for the
+REST API, the gateway and the inspector alike: every app route runs behind `error_middleware`.
+
 Bad input is the client's fault and is answered 4xx: a body is refused before any handler sees it if it
 is not JSON, nests deeper than `MAX_DEPTH`, holds NaN/Infinity (which would make every later listing
 invalid JSON), or has a string that cannot be stored as UTF-8 text (a lone surrogate) or holds NUL.
@@ -22,20 +25,50 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
-from browserfleet.sessions.errors import ConcurrencyLimited, SessionError
+from browserfleet.errors import (
+    BrowserError,
+    BrowserfleetError,
+    BrowserUnreachable,
+    ConcurrencyLimited,
+    Conflict,
+    Forbidden,
+    Gone,
+    Inapplicable,
+    InvalidRequest,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 
+# A domain error's status is that of the nearest of its classes here (so a new subclass inherits its
+# parent's). A BrowserfleetError with none (the base itself) is a bug: answered 500 like any other.
+STATUS: dict[type[BrowserfleetError], int] = {
+    InvalidRequest: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    TooLarge: 413,
+    Inapplicable: 422,
+    ConcurrencyLimited: 429,
+    Unavailable: 503,
+    BrowserUnreachable: 502,  # the browser is there but did not answer: the gateway's "bad gateway"
+    BrowserError: 503,
+}
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+
+def status_of(exc: BrowserfleetError) -> int | None:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return None
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -67,16 +100,21 @@ def describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def from_exception(request: web.Request, exc: BaseException) -> web.Response:
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.message, exc.headers)
+def error_headers(exc: BrowserfleetError) -> dict[str, str] | None:
+    """The headers a domain error's answer carries besides its body."""
     if isinstance(exc, ConcurrencyLimited):
         headers = rate_limit_headers(exc.limit, 0, exc.reset_seconds)
         # Python SDKs ignore retry-after over 60 s and Node ones wait for it: never ask for more.
         headers["retry-after"] = str(max(1, min(exc.reset_seconds, 60)))
-        return error_response(429, exc.message, headers)
-    if isinstance(exc, SessionError):
-        return error_response(exc.status, exc.message)
+        return headers
+    return None
+
+
+def from_exception(request: web.Request, exc: BaseException) -> web.Response:
+    if isinstance(exc, BrowserfleetError) and (status := status_of(exc)) is not None:
+        if status >= 500 and exc.detail:
+            log.warning("%s %s: %s (%s)", request.method, request.path, exc.message, exc.detail)
+        return error_response(status, exc.message, error_headers(exc))
     if isinstance(exc, ValidationError):
         return error_response(400, describe(exc))
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
@@ -117,7 +155,7 @@ def check_host(request: web.Request) -> None:
         try:
             host.encode()
         except UnicodeEncodeError as exc:
-            raise ApiError(400, "The Host header is not valid UTF-8") from exc
+            raise InvalidRequest("The Host header is not valid UTF-8") from exc
 
 
 MAX_DEPTH = 32  # of objects and arrays in a body: no field of the contract nests more than a few levels
@@ -151,7 +189,7 @@ def _bad_text(text: str) -> str | None:
 
 
 def check_json(value: object) -> None:
-    """ApiError 400 if a parsed body nests deeper than MAX_DEPTH or holds a string that cannot be stored.
+    """InvalidRequest if a parsed body nests deeper than MAX_DEPTH or holds a string that cannot be stored.
 
     Iterative, so that no depth can exhaust the stack."""
     stack: list[tuple[object, str, int]] = [(value, "body", 0)]
@@ -159,16 +197,16 @@ def check_json(value: object) -> None:
         item, where, depth = stack.pop()
         if isinstance(item, str):
             if (why := _bad_text(item)) is not None:
-                raise ApiError(400, f"{where}: the string {why}")
+                raise InvalidRequest(f"{where}: the string {why}")
             continue
         if not isinstance(item, (dict, list)):
             continue
         if depth >= MAX_DEPTH:
-            raise ApiError(400, f"{where}: nested too deeply (at most {MAX_DEPTH} levels)")
+            raise InvalidRequest(f"{where}: nested too deeply (at most {MAX_DEPTH} levels)")
         if isinstance(item, dict):
             for key, child in item.items():
                 if (why := _bad_text(key)) is not None:
-                    raise ApiError(400, f"{where}: a key {why}")
+                    raise InvalidRequest(f"{where}: a key {why}")
                 stack.append((child, f"{where}.{key}" if where != "body" else key, depth + 1))
         else:
             stack.extend((child, f"{where}.{i}", depth + 1) for i, child in enumerate(item))
@@ -179,18 +217,18 @@ async def json_body(request: web.Request) -> dict[str, object]:
     try:
         raw = await request.read()
     except ConnectionResetError as exc:  # aiohttp's word for "the client closed mid-body"
-        raise ApiError(400, BROKE_OFF) from exc
+        raise InvalidRequest(BROKE_OFF) from exc
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError as exc:
         # The C parser gives up at the interpreter's recursion limit, before our own depth check.
-        raise ApiError(400, f"Body is nested too deeply (at most {MAX_DEPTH} levels)") from exc
+        raise InvalidRequest(f"Body is nested too deeply (at most {MAX_DEPTH} levels)") from exc
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ApiError(400, f"Body is not valid JSON: {exc}") from exc
+        raise InvalidRequest(f"Body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise ApiError(400, "Body must be a JSON object")
+        raise InvalidRequest("Body must be a JSON object")
     check_json(body)
     return body
 

@@ -18,13 +18,14 @@ from aiohttp import BodyPartReader, web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from browserfleet.api.context import caller, existing_id, services
-from browserfleet.api.errors import BROKE_OFF, ApiError
+from browserfleet.api.errors import BROKE_OFF
 from browserfleet.api.openapi import Media, operation
 from browserfleet.api.schemas import Timestamp
 from browserfleet.artifacts import cdplog
 from browserfleet.artifacts.capture import stored_bytes
 from browserfleet.artifacts.layout import read_jsonl
-from browserfleet.sessions.manager import RUNNING
+from browserfleet.errors import Gone, InvalidRequest, NotFound, TooLarge
+from browserfleet.sessions.lifecycle import Status
 from browserfleet.store.models import Download, Session
 
 routes = web.RouteTableDef()
@@ -212,7 +213,7 @@ async def own_download(request: web.Request) -> Download:
     row = await svc.store.download(existing_id(request.match_info["id"], "Download"))
     # Another project's download is as unknown as a missing one.
     if row is None or await svc.store.session(row.session_id, project.id) is None:
-        raise ApiError(404, f"Download {request.match_info['id']} not found")
+        raise NotFound(f"Download {request.match_info['id']} not found")
     return row
 
 
@@ -227,7 +228,7 @@ async def get_download(request: web.Request) -> web.StreamResponse:
         return web.json_response(download_json(row))
     path = services(request).artifacts.root.session(row.session_id).downloads / row.stored_name
     if not await asyncio.to_thread(path.is_file):
-        raise ApiError(404, f"Download {row.id} not found")
+        raise NotFound(f"Download {row.id} not found")
     return web.FileResponse(
         path,
         headers={
@@ -286,29 +287,29 @@ async def upload(request: web.Request) -> web.Response:
     """A file for the session's browser: `/tmp/.uploads/<name>` in CDP file commands. The kept copy is
     `<data dir>/sessions/<id>/uploads/<name>`; the browser sees it read-only in its own uploads folder."""
     session = await own_session(request)
-    if session.status != RUNNING:
-        raise ApiError(410, f"Session {session.id} has ended; upload files to a running session")
+    if session.status != Status.RUNNING:
+        raise Gone(f"Session {session.id} has ended; upload files to a running session")
     svc = services(request)
     limit = svc.settings.max_upload_mb * 1024 * 1024
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
-        raise ApiError(413, f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
+        raise TooLarge(f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
     if not request.content_type.startswith("multipart/form-data"):
-        raise ApiError(400, "Send the file as multipart/form-data in a field named 'file'")
+        raise InvalidRequest("Send the file as multipart/form-data in a field named 'file'")
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError) as exc:
-        raise ApiError(400, f"Malformed multipart body: {exc}") from exc
+        raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
     files = svc.artifacts.root.session(session.id)
     folder = files.uploads
     while True:
         try:
             part = await reader.next()
         except (ValueError, RuntimeError, LookupError) as exc:  # RuntimeError, LookupError: a bad _charset_
-            raise ApiError(400, f"Malformed multipart body: {exc}") from exc
+            raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
         except ConnectionResetError as exc:
-            raise ApiError(400, BROKE_OFF) from exc
+            raise InvalidRequest(BROKE_OFF) from exc
         if part is None:
-            raise ApiError(400, "Missing the 'file' field")
+            raise InvalidRequest("Missing the 'file' field")
         if isinstance(part, BodyPartReader) and part.name == "file":
             break
     name = upload_name(part.filename)
@@ -323,9 +324,8 @@ async def upload(request: web.Request) -> web.Response:
         in_flight = capture.downloads_in_flight() if capture is not None else 0
         return await asyncio.to_thread(stored_bytes, files, (partial, target)) + in_flight
 
-    def over_quota(in_use: int) -> ApiError:
-        return ApiError(
-            413,
+    def over_quota(in_use: int) -> TooLarge:
+        return TooLarge(
             f"File is too large for the session's upload quota: downloads and uploads of session "
             f"{session.id} may take {(quota or 0) / 2**20:g} MB together, {in_use / 2**20:.1f} MB are in use",
         )
@@ -340,14 +340,14 @@ async def upload(request: web.Request) -> web.Response:
             while chunk := await _read_chunk(part):
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(413, f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
+                    raise TooLarge(f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
                 # Counted again at every chunk: other uploads and downloads grow meanwhile.
                 if quota is not None and (in_use := await used()) + size > quota:
                     raise over_quota(in_use)
                 await asyncio.to_thread(out.write, chunk)
         if not part.at_eof():
             # The body ran out before the boundary that closes the part: the file is cut short.
-            raise ApiError(400, "Malformed multipart body: it ended before the file part's closing boundary")
+            raise InvalidRequest("Malformed multipart body: it ended before the file part's closing boundary")
         await asyncio.to_thread(partial.replace, target)
         await asyncio.to_thread(target.chmod, 0o644)
         await asyncio.to_thread(svc.artifacts.offer_upload, session.id, target)
@@ -363,9 +363,9 @@ async def _read_chunk(part: BodyPartReader) -> bytes:
     try:
         return await part.read_chunk(CHUNK)
     except (ValueError, AssertionError) as exc:
-        raise ApiError(400, f"Malformed multipart body: {exc}") from exc
+        raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
     except ConnectionResetError as exc:  # the client closed the connection mid-body
-        raise ApiError(400, BROKE_OFF) from exc
+        raise InvalidRequest(BROKE_OFF) from exc
 
 
 # -- CDP log, console, network, samples ----------------------------------------------------------
@@ -443,7 +443,7 @@ async def page_log(request: web.Request) -> web.Response:
     session = await own_session(request)
     page = request.match_info["page"]
     if not PAGE_INDEX.fullmatch(page):
-        raise ApiError(404, f"Page {page[:100]} not found")
+        raise NotFound(f"Page {page[:100]} not found")
     files = services(request).artifacts.root.session(session.id)
     kind = request.match_info["kind"]
     path = files.console_log(int(page)) if kind == "console" else files.network_log(int(page))

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from browserfleet.api import schemas
 from browserfleet.api.context import caller, services
-from browserfleet.api.errors import ApiError
 from browserfleet.api.openapi import operation
+from browserfleet.errors import NotFound
 from browserfleet.store.models import Project
 
 routes = web.RouteTableDef()
@@ -19,7 +19,7 @@ PROJECT_ID = {"id": {"type": "string"}}
 async def own_project(request: web.Request) -> Project:
     project = await caller(request)
     if request.match_info["id"] != project.id:
-        raise ApiError(404, f"Project {request.match_info['id'][:100]} not found")
+        raise NotFound(f"Project {request.match_info['id'][:100]} not found")
     return project
 
 

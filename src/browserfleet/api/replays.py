@@ -15,14 +15,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from browserfleet.api.context import API_KEY_HEADER, caller, existing_id, services
-from browserfleet.api.errors import ApiError
 from browserfleet.api.files import JSON_LINES, PAGE_INDEX, PAGE_PARAM, own_session
 from browserfleet.api.openapi import Media, operation
 from browserfleet.api.schemas import Uri, timestamp
-from browserfleet.artifacts.service import setting
-from browserfleet.browsers.cdp import CdpError
+from browserfleet.errors import CdpError, Conflict, Inapplicable, InvalidRequest, NotFound, Unauthenticated
 from browserfleet.services import Services
-from browserfleet.sessions.manager import RUNNING
+from browserfleet.sessions.lifecycle import Status
+from browserfleet.sessions.manager import stored_setting
 from browserfleet.store.models import Session, SessionPage
 
 routes = web.RouteTableDef()
@@ -103,7 +102,7 @@ async def debug(request: web.Request) -> web.Response:
     token = svc.view_tokens.mint(session.id, expires, read_only)
     base = svc.public_base(request)
     tabs: list[dict[str, Any]] = []
-    capture = svc.artifacts.capture(session.id) if session.status == RUNNING else None
+    capture = svc.artifacts.capture(session.id) if session.status == Status.RUNNING else None
     if capture is not None:
         try:
             tabs = await asyncio.wait_for(capture.open_tabs(), 5)
@@ -120,7 +119,7 @@ async def debug(request: web.Request) -> web.Response:
         for tab in tabs
     ]
     first = pages[0] if pages else live_urls(base, token, "")
-    live = svc.manager.live.get(session.id)
+    live = svc.manager.find(session.id)
     browser_path = urlsplit(live.browser.ws_url).path if live is not None else "/devtools/browser"
     ws_base = "ws" + base[4:] if base.startswith("http") else base
     urls = LiveUrls(
@@ -139,7 +138,7 @@ def _expiry(request: web.Request, session: Session) -> int:
         return math.ceil(session.expires_at.timestamp())
     # isascii(): isdigit() alone takes "²" (which int() refuses) and "٣" (which int() reads as 3).
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 1 <= int(raw) <= MAX_EXPIRES_IN:
-        raise ApiError(400, f"expiresIn must be a whole number of seconds from 1 to {MAX_EXPIRES_IN}")
+        raise InvalidRequest(f"expiresIn must be a whole number of seconds from 1 to {MAX_EXPIRES_IN}")
     return math.ceil(time.time()) + int(raw)
 
 
@@ -183,13 +182,13 @@ async def replays(request: web.Request) -> web.Response:
 
 async def _page(svc: Services, session: Session, page_id: str) -> SessionPage:
     if not PAGE_INDEX.fullmatch(page_id):
-        raise ApiError(404, f"Page {page_id[:100]} not found")
+        raise NotFound(f"Page {page_id[:100]} not found")
     page = await svc.store.page(session.id, int(page_id))
     if page is None or page.recording in ("OFF", "EMPTY", "FAILED"):
-        raise ApiError(404, f"No recording of page {page_id} in session {session.id}")
+        raise NotFound(f"No recording of page {page_id} in session {session.id}")
     if page.recording != "READY":
-        raise ApiError(
-            409, f"The recording of page {page_id} is not ready yet: it is encoded after the session ends"
+        raise Conflict(
+            f"The recording of page {page_id} is not ready yet: it is encoded after the session ends"
         )
     return page
 
@@ -208,7 +207,7 @@ async def replay_playlist(request: web.Request) -> web.Response:
     try:
         text = await asyncio.to_thread(playlist.read_text)
     except OSError as exc:
-        raise ApiError(404, f"No recording of page {page.page_index} in session {session.id}") from exc
+        raise NotFound(f"No recording of page {page.page_index} in session {session.id}") from exc
     # Segments are fetched by players that cannot send headers: their URLs carry a short-lived token.
     token = svc.media_tokens.mint(session.id, math.ceil(time.time()) + MEDIA_TOKEN_SECONDS, read_only=True)
     prefix = f"{svc.public_base(request)}/v1/sessions/{session.id}/replays/{page.page_index}"
@@ -234,10 +233,10 @@ async def _media_session(request: web.Request) -> tuple[Services, Session]:
     if token is not None and API_KEY_HEADER not in request.headers:
         verified = svc.media_tokens.verify(token, time.time())
         if verified is None or verified[0] != session_id:
-            raise ApiError(401, "Invalid or expired token")
+            raise Unauthenticated("Invalid or expired token")
         row = await svc.store.session(existing_id(session_id))
         if row is None:
-            raise ApiError(404, f"Session {session_id} not found")
+            raise NotFound(f"Session {session_id} not found")
         return svc, row
     project = await caller(request)
     return svc, await svc.manager.get(project.id, existing_id(session_id))
@@ -260,7 +259,7 @@ async def replay_segment(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = svc.artifacts.root.session(session.id).hls(page.page_index) / name
     if not _SEGMENT.match(name) or not await asyncio.to_thread(path.is_file):
-        raise ApiError(404, f"Segment {name} not found")
+        raise NotFound(f"Segment {name} not found")
     return web.FileResponse(
         path, headers={"Content-Type": "video/mp4", "Cache-Control": "private, max-age=3600"}
     )
@@ -291,12 +290,10 @@ def _download_fields(
 
 
 async def _recorded_pages(svc: Services, session: Session) -> list[SessionPage]:
-    if session.status == RUNNING:
-        raise ApiError(
-            409, f"Session {session.id} is still running: its recording can be exported once it ends"
-        )
-    if not setting(session, "recordSession"):
-        raise ApiError(422, f"Session {session.id} was not recorded (recordSession: false)")
+    if session.status == Status.RUNNING:
+        raise Conflict(f"Session {session.id} is still running: its recording can be exported once it ends")
+    if not stored_setting(session.create_params, "recordSession"):
+        raise Inapplicable(f"Session {session.id} was not recorded (recordSession: false)")
     # Tabs that never showed a frame have no video to export: they are not listed.
     return [page for page in await svc.store.pages(session.id) if page.recording not in ("OFF", "EMPTY")]
 
@@ -343,7 +340,7 @@ async def recording_mp4(request: web.Request) -> web.StreamResponse:
         or path is None
         or not await asyncio.to_thread(path.is_file)
     ):
-        raise ApiError(404, "No MP4 of this page: POST /recording/downloads first")
+        raise NotFound("No MP4 of this page: POST /recording/downloads first")
     return web.FileResponse(
         path,
         headers={

@@ -6,9 +6,12 @@ from aiohttp import web
 
 from browserfleet.api import schemas
 from browserfleet.api.context import caller, existing_id, services
-from browserfleet.api.errors import ApiError, json_body, rate_limit_headers
+from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.openapi import operation
-from browserfleet.sessions.manager import RUNNING, SessionSpec
+from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
+from browserfleet.errors import NotFound
+from browserfleet.sessions.lifecycle import Status
+from browserfleet.sessions.manager import SessionSpec
 from browserfleet.store.models import Project
 
 routes = web.RouteTableDef()
@@ -17,28 +20,18 @@ routes = web.RouteTableDef()
 def check_project_id(project: Project, project_id: str | None) -> None:
     # Older SDKs always send projectId; it must be the key's own project.
     if project_id is not None and project_id != project.id:
-        raise ApiError(404, f"Project {project_id} not found")
+        raise NotFound(f"Project {project_id} not found")
 
 
 @routes.post("/v1/sessions")
 @operation("Create a session", {201: schemas.CreatedSession}, body=schemas.CreateSession)
 async def create_session(request: web.Request) -> web.Response:
     project = await caller(request)
-    raw = await json_body(request)
     # Everything is validated here, before a browser is taken from the pool.
-    body = schemas.CreateSession.model_validate(raw)
+    body = schemas.CreateSession.model_validate(await json_body(request))
     check_project_id(project, body.projectId)
-    settings = body.browserSettings
-    spec = SessionSpec(
-        timeout=body.timeout,
-        keep_alive=bool(body.keepAlive),
-        region=body.region or "us-west-2",
-        user_metadata=body.userMetadata,
-        context_id=settings.context.id if settings and settings.context else None,
-        params=raw,
-    )
     svc = services(request)
-    row = await svc.manager.create(project, spec)
+    row = await svc.manager.create(project, session_spec(body))
     payload = schemas.CreatedSession(
         **schemas.session_fields(row),
         connectUrl=svc.connect_url(request, row.id),
@@ -48,6 +41,55 @@ async def create_session(request: web.Request) -> web.Response:
     remaining, reset = svc.manager.usage(project)
     headers = rate_limit_headers(project.concurrency, remaining, reset)
     return web.json_response(payload, status=201, headers=headers)
+
+
+def _proxies(value: bool | list[schemas.ProxyEntry] | None) -> bool | tuple[ProxyRule, ...]:
+    if not isinstance(value, list):
+        return bool(value)
+    return tuple(
+        ProxyRule(
+            kind=entry.type,
+            domain_pattern=entry.domainPattern,
+            geolocation=Geolocation(g.country, g.state, g.city) if (g := entry.geolocation) else None,
+            server=entry.server,
+            username=entry.username,
+            password=entry.password,
+        )
+        for entry in value
+    )
+
+
+def session_spec(body: schemas.CreateSession) -> SessionSpec:
+    """The typed spec a validated create body asks for."""
+    settings = body.browserSettings or schemas.BrowserSettings()
+    viewport = settings.viewport
+    launch = LaunchSpec(
+        extension_id=body.extensionId or settings.extensionId,
+        context_id=settings.context.id if settings.context else None,
+    )
+    applied = AppliedSpec(
+        viewport=Viewport(viewport.width, viewport.height) if viewport else None,
+        os=settings.os,
+        fingerprint=settings.fingerprint,
+        proxies=_proxies(body.proxies),
+        allowed_domains=tuple(settings.allowedDomains or ()),
+        block_ads=bool(settings.blockAds),
+        solve_captchas=settings.solveCaptchas is not False,
+        captcha_image_selector=settings.captchaImageSelector,
+        captcha_input_selector=settings.captchaInputSelector,
+        verified=bool(settings.verified or settings.advancedStealth),
+        ignore_certificate_errors=bool(settings.ignoreCertificateErrors),
+    )
+    return SessionSpec(
+        timeout=body.timeout,
+        keep_alive=bool(body.keepAlive),
+        region=body.region or "us-west-2",
+        user_metadata=body.userMetadata,
+        persist_context=bool(settings.context and settings.context.persist),
+        record_session=settings.recordSession is not False,
+        log_session=settings.logSession is not False,
+        browser=BrowserSpec(launch, applied),
+    )
 
 
 @routes.get("/v1/sessions")
@@ -66,7 +108,7 @@ async def get_session(request: web.Request) -> web.Response:
     svc = services(request)
     row = await svc.manager.get(project.id, existing_id(request.match_info["id"]))
     fields = schemas.session_fields(row)
-    if row.status == RUNNING:
+    if row.status == Status.RUNNING:
         fields |= {
             "connectUrl": svc.connect_url(request, row.id),
             "seleniumRemoteUrl": svc.selenium_url(request),

@@ -9,6 +9,10 @@ completed one that would is deleted instead of saved.
 
 It never touches session state and never sits on a client's path: clients' connections are spliced
 by the gateway; this is a separate connection to the same browser.
+
+The work events start (a tab opened or closed, a download to save or cancel) runs in tasks of the
+capture's own: `stop()` waits for them, `close()` (a stop cut short) cancels them; either closes the
+CDP connection, and the artifacts service awaits one of them for every capture it started.
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ import re
 import stat
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from browserfleet.aio import Tasks
 from browserfleet.artifacts.layout import SessionFiles
 from browserfleet.artifacts.video import FrameLog
-from browserfleet.browsers.cdp import CdpConnection, CdpError
+from browserfleet.browsers.cdp import CdpConnection
 from browserfleet.browsers.launcher import Browser
+from browserfleet.errors import CdpError
 from browserfleet.store.models import Download, SessionPage
 from browserfleet.store.repo import Store
 
@@ -93,7 +99,7 @@ class SessionCapture:
         self._over_quota: set[str] = set()  # guids cancelled for the quota
         self._contexts: dict[str, str] = {}  # browser context of each target, by target id
         self._saving = asyncio.Lock()  # a quota check and the move it allows, one download at a time
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks(f"capture-{session_id}")
         self._cdp: CdpConnection | None = None
         self._stopped = False
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -164,12 +170,10 @@ class SessionCapture:
         if self._downloads and self._cdp is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._no_downloads.wait(), DOWNLOAD_GRACE)
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.join()
         if self._cdp is not None:
             await self._cdp.close()
-        while self._tasks:  # downloads that completed while the connection was closing
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.join()  # downloads that completed while the connection was closing
         end_ms = int(ended.timestamp() * 1000)
         for page in self.pages.values():
             if page.closed_ms is None:  # tabs closed earlier were stored as closed then
@@ -199,10 +203,18 @@ class SessionCapture:
             end_ms=end_ms,
         )
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def close(self) -> None:
+        """End what a `stop()` cut short (or never called) left running: the work in progress is
+        cancelled, the connection closed. Safe after `stop()`."""
+        self._stopped = True
+        if not self.ready.done():
+            self.ready.set_result(None)
+        await self._tasks.close()
+        if self._cdp is not None:
+            await self._cdp.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.spawn(coro, name)
 
     # -- tabs ------------------------------------------------------------------------------------
 
@@ -214,7 +226,7 @@ class SessionCapture:
             return
         page = Page(len(self.pages), info["targetId"], info.get("url", ""), info.get("title", ""))
         self.pages[page.target_id] = page
-        self._spawn(self._open_page(page))
+        self._spawn(self._open_page(page), f"open-tab-{page.index}")
 
     async def _open_page(self, page: Page) -> None:
         await self.store.add_page(
@@ -261,7 +273,7 @@ class SessionCapture:
         page = self.pages.get(params.get("targetId", ""))
         if page is not None and page.closed_ms is None and not self._stopped:
             page.closed_ms = now_ms()
-            self._spawn(self._close_page(page, page.closed_ms))
+            self._spawn(self._close_page(page, page.closed_ms), f"close-tab-{page.index}")
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -369,9 +381,9 @@ class SessionCapture:
             elif guid in self._over_quota:  # finished before the cancel reached it
                 self._over_quota.discard(guid)
                 self._reserved.pop(guid, None)
-                self._spawn(asyncio.to_thread(landed.unlink, missing_ok=True))
+                self._spawn(asyncio.to_thread(landed.unlink, missing_ok=True), f"drop-{guid}")
             else:
-                self._spawn(self._save_download(guid, landed, begun))
+                self._spawn(self._save_download(guid, landed, begun), f"save-{guid}")
         elif state == "inProgress" and self.disk_quota is not None and guid not in self._over_quota:
             # The whole size when the server announced it, else what has arrived so far.
             self._reserved[guid] = max(
@@ -380,7 +392,7 @@ class SessionCapture:
             if stored_bytes(self.files) + self.downloads_in_flight() > self.disk_quota:
                 self._over_quota.add(guid)
                 self._reserved.pop(guid, None)
-                self._spawn(self._cancel_download(guid))
+                self._spawn(self._cancel_download(guid), f"cancel-{guid}")
         if not self._downloads:
             self._no_downloads.set()
 

@@ -3,7 +3,8 @@ the contract's `SessionLog` shape, one JSON object per line in the session's art
 
 The gateway's links hand over raw message bytes (at most `BODY_LIMIT` of each, with its full size) and
 a timestamp: an append to a list, nothing more, on the relay's path. Parsing, pairing answers with
-commands and writing happen in a task a few times a second.
+commands and writing happen in a task a few times a second, started by `start()` and ended by `close()`
+(which writes what is left); the artifacts service, which makes each log, closes it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from browserfleet.aio import Tasks
 from browserfleet.artifacts.layout import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,12 @@ class CdpLog:
         self._out: IO[str] | None = None
         self.written = 0
         self.dropped = 0
-        self._flusher = asyncio.create_task(self._flush_forever(), name=f"cdp-log-{session_id}")
+        self._tasks = Tasks(f"cdp-log-{session_id}")
+        self._closed = False
+
+    def start(self) -> None:
+        """Process and write what the links hand over every FLUSH_INTERVAL, until `close()`."""
+        self._tasks.spawn(self._flush_forever(), "flusher")
 
     def tap(self, target_id: str | None = None) -> LinkTap:
         """For one client connection; `target_id` when it is a tab's own socket (DevTools on a page)."""
@@ -90,9 +97,11 @@ class CdpLog:
         return LinkTap(self, link)
 
     async def close(self) -> None:
-        self._flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._flusher
+        """Write what is left and close the file. Safe to call twice."""
+        await self._tasks.close()
+        if self._closed:
+            return
+        self._closed = True
         self.flush()
         for entry in self._pending.values():  # commands the browser never answered
             self._emit(entry)

@@ -1,5 +1,9 @@
 """Turning recorded tabs into videos after their session ends: one encode at a time, each in a process
-of its own at low priority, resumed after a restart from the frame logs on disk."""
+of its own at low priority, resumed after a restart from the frame logs on disk.
+
+Every encode and export is a task of this object's own; `close()` ends them (what was cut short is
+resumed at the next start), and the artifacts service, which owns the Recordings, awaits it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from browserfleet.aio import Tasks
 from browserfleet.artifacts.layout import ArtifactRoot
 from browserfleet.artifacts.video import mp4_from_hls
 from browserfleet.browsers import process
@@ -22,16 +27,17 @@ class Recordings:
         self.root = root
         self.store = store
         self._slot = asyncio.Semaphore(1)  # encoding is CPU-bound: one at a time on a small machine
-        self._jobs: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._exports: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks("recordings")
+        self._jobs: dict[tuple[str, int], asyncio.Task[None]] = {}  # the encode of each tab, while it runs
 
-    def encode_later(self, session_id: str, page_index: int) -> asyncio.Task[None]:
+    def encode_later(self, session_id: str, page_index: int) -> asyncio.Task[None] | None:
+        """The tab's encode, started now unless it runs already; None once closed (the next start does it)."""
         key = (session_id, page_index)
         job = self._jobs.get(key)
         if job is None or job.done():
-            job = asyncio.create_task(
-                self._encode(session_id, page_index), name=f"encode-{session_id}-{page_index}"
-            )
+            job = self._tasks.spawn(self._encode(session_id, page_index), f"encode-{session_id}-{page_index}")
+            if job is None:
+                return None
             self._jobs[key] = job
             job.add_done_callback(lambda _t: self._jobs.pop(key, None) if self._jobs.get(key) is _t else None)
         return job
@@ -53,36 +59,33 @@ class Recordings:
         return count
 
     def export_later(self, session_id: str, page_index: int) -> None:
-        task = asyncio.create_task(
-            self._export(session_id, page_index), name=f"mp4-{session_id}-{page_index}"
-        )
-        self._exports.add(task)
-        task.add_done_callback(self._exports.discard)
+        self._tasks.spawn(self._export(session_id, page_index), f"mp4-{session_id}-{page_index}")
 
     async def close(self) -> None:
         """Stop encoding: what was cut short is resumed at the next start (the frame logs stay)."""
-        tasks = [*self._jobs.values(), *self._exports]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
 
     async def _run(self, *args: str) -> dict[str, int]:
         async with self._slot:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "browserfleet.artifacts.encode",
-                *args,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                preexec_fn=process.die_with_parent,
-            )
+            with process.spawning() as spawned:  # asyncio collects its exit, not `reap_adopted`
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "browserfleet.artifacts.encode",
+                    *args,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    preexec_fn=process.die_with_parent,
+                )
+                spawned(proc.pid)
             try:
                 out, err = await proc.communicate()
             except BaseException:
                 proc.kill()
                 await proc.wait()
                 raise
+            finally:
+                process.collected(proc.pid)
         if proc.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines()
             raise RuntimeError(lines[-1] if lines else f"encoder exited with {proc.returncode}")
@@ -134,7 +137,9 @@ class Recordings:
         if page.recording in ("RECORDING", "ENCODING") or retry:
             # A failed encode keeps its frame log: asking for the MP4 again retries it, as the
             # contract's "re-POST retries failures" says. The encode picks up the PENDING export.
-            await self.encode_later(session_id, page_index)
+            job = self.encode_later(session_id, page_index)
+            if job is not None:
+                await job
             return
         if page.recording != "READY":
             await self.store.update_page(session_id, page_index, mp4_status="FAILED")

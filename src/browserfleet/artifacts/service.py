@@ -1,10 +1,14 @@
 """The artifacts side of every session: starts capture when a session goes live, finishes it (downloads
-saved, CDP log flushed, recordings queued for encoding) when it ends, and samples CPU and memory."""
+saved, CDP log flushed, recordings queued for encoding) when it ends, and samples CPU and memory.
+
+Owns, and ends: each session's capture and CDP log (at the session's end, even when finishing them
+times out), the tasks that start captures, the sampler, and the Recordings (at `close()`, which the
+server awaits at shutdown, after the sessions have ended).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from browserfleet.aio import Tasks
 from browserfleet.artifacts.capture import SessionCapture
 from browserfleet.artifacts.cdplog import CdpLog
 from browserfleet.artifacts.layout import ArtifactRoot
@@ -27,18 +32,12 @@ log = logging.getLogger(__name__)
 FINISH_TIMEOUT = 30.0  # seconds a session's capture may take to finish after the session ends
 
 
-def setting(row: Session, name: str) -> bool:
-    """recordSession / logSession: on unless the create body turned them off."""
-    browser_settings = (row.create_params or {}).get("browserSettings") or {}
-    return browser_settings.get(name) is not False
-
-
 @dataclass(eq=False)
 class Tracked:
     capture: SessionCapture
     cdp_log: CdpLog | None
     sampler: TreeSampler
-    started: asyncio.Future[None]
+    started: asyncio.Task[None] | None = None  # the capture's start (None once the service is closed)
     cpu: list[float] = field(default_factory=list)
     peak_memory: int = 0
     baselined: bool = False  # sampled once at the start: CPU counts from then, not from the pool
@@ -59,6 +58,7 @@ class Artifacts:
         self.store = store
         self.recordings = recordings
         self.sessions: dict[str, Tracked] = {}
+        self._tasks = Tasks("artifacts")
         self._sampling: asyncio.Task[None] | None = None
         self._sampler_lock = asyncio.Lock()  # samplers keep state: one pass at a time
 
@@ -89,17 +89,18 @@ class Artifacts:
             live.browser,
             files,
             self.store,
-            setting(row, "recordSession"),
-            setting(row, "logSession"),
+            live.spec.record_session,
+            live.spec.log_session,
             self.disk_quota,
         )
-        cdp_log = CdpLog(live.id, files.cdp_log, capture.page_index) if setting(row, "logSession") else None
-        sampler = TreeSampler(live.browser.pid)
-        tracked = Tracked(capture, cdp_log, sampler, asyncio.get_running_loop().create_future())
-        tracked.started = asyncio.create_task(self._start(tracked), name=f"capture-{live.id}")
+        cdp_log = CdpLog(live.id, files.cdp_log, capture.page_index) if live.spec.log_session else None
+        if cdp_log is not None:
+            cdp_log.start()
+        tracked = Tracked(capture, cdp_log, TreeSampler(live.browser.pid))
+        tracked.started = self._tasks.spawn(self._start(tracked), f"capture-{live.id}")
         self.sessions[live.id] = tracked
         if self._sampling is None:
-            self._sampling = asyncio.create_task(self._sample_forever(), name="sampler")
+            self._sampling = self._tasks.spawn(self._sample_forever(), "sampler")
 
     async def _start(self, tracked: Tracked) -> None:
         await tracked.capture.start()  # first: a client's connect waits for it
@@ -117,12 +118,21 @@ class Artifacts:
         except TimeoutError:
             log.error("session %s: capture did not finish in %.0f s", live.id, FINISH_TIMEOUT)
         finally:
+            await self._abandon(tracked)  # after a finish, nothing is left to end
             # Only now: until the log is closed, readers flush it through `cdp_log()`.
             del self.sessions[live.id]
 
+    async def _abandon(self, tracked: Tracked) -> None:
+        """End whatever of a session's capture is still running (a finish cut short)."""
+        if tracked.started is not None:
+            tracked.started.cancel()
+        await tracked.capture.close()
+        if tracked.cdp_log is not None:
+            await tracked.cdp_log.close()
+
     async def _finish(self, session_id: str, tracked: Tracked, row: Session) -> None:
-        with contextlib.suppress(Exception):
-            await tracked.started
+        if tracked.started is not None:
+            await asyncio.wait([tracked.started])  # its failure, if any, is the task owner's to log
         await self._sample({session_id: tracked})  # a last sample, so even a short session has one
         pages = await tracked.capture.stop(row.ended_at or datetime.now(UTC))
         if tracked.cdp_log is not None:
@@ -141,10 +151,11 @@ class Artifacts:
         return None if tracked is None else tracked.cdp_log
 
     async def close(self) -> None:
-        if self._sampling is not None:
-            self._sampling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampling
+        """At shutdown, once every session has ended: stop sampling and encoding."""
+        await self._tasks.close()
+        for session_id, tracked in list(self.sessions.items()):  # none, unless a session's end was cut
+            await self._abandon(tracked)
+            self.sessions.pop(session_id, None)
         await self.recordings.close()
 
     # -- CPU and memory --------------------------------------------------------------------------

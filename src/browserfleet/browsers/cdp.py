@@ -2,6 +2,9 @@
 
 Clients' connections never pass through here: they are spliced byte for byte by the gateway. This is
 for the few connections the server opens itself, made inside the browser's network namespace.
+
+A connection owns its tasks (the reader, the commands `send_soon` sends) and ends them in `close()`,
+which whoever opened it must await.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from browserfleet.aio import Tasks
 from browserfleet.browsers.launcher import Browser
+from browserfleet.errors import CdpError
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +31,17 @@ COMMAND_TIMEOUT = 10.0  # a browser that does not answer in this long is hung: c
 Handler = Callable[[dict[str, Any], str | None], None]  # (params, CDP session id)
 
 
-class CdpError(RuntimeError):
-    pass
-
-
 class CdpConnection:
-    """One WebSocket to a browser target; commands are awaited, events go to registered handlers."""
+    """One WebSocket to a browser target; commands are awaited, events go to registered handlers.
+
+    Made by `open()`, which starts reading."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._handlers: dict[str, list[Handler]] = {}
-        self._reader = asyncio.create_task(self._read(), name="cdp-reader")
+        self._tasks = Tasks("cdp")
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
@@ -53,7 +56,9 @@ class CdpConnection:
         except BaseException:
             sock.close()
             raise
-        return cls(ws)
+        connection = cls(ws)
+        connection._tasks.spawn(connection._read(), "reader")
+        return connection
 
     def on(self, method: str, handler: Handler) -> None:
         self._handlers.setdefault(method, []).append(handler)
@@ -86,9 +91,15 @@ class CdpConnection:
     def send_soon(
         self, method: str, params: dict[str, Any] | None = None, session_id: str | None = None
     ) -> None:
-        """Fire and forget (acks, input): errors are logged at debug level only."""
-        task = asyncio.ensure_future(self.send(method, params, session_id))
-        task.add_done_callback(_ignore_result)
+        """Send without waiting for the answer (acks, input): errors are logged at debug level only, and
+        what is still unanswered at `close()` is dropped."""
+        self._tasks.spawn(self._send_quietly(method, params, session_id), f"send-{method}")
+
+    async def _send_quietly(self, method: str, params: dict[str, Any] | None, session_id: str | None) -> None:
+        try:
+            await self.send(method, params, session_id)
+        except Exception as exc:
+            log.debug("CDP command %s failed: %s", method, exc)
 
     async def _read(self) -> None:
         try:
@@ -120,11 +131,6 @@ class CdpConnection:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), 2)
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader
-
-
-def _ignore_result(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("CDP command failed: %s", task.exception())
+        await self._tasks.close()
+        if not self.closed.done():  # never opened for reading
+            self.closed.set_result(None)

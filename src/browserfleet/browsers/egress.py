@@ -210,25 +210,24 @@ class EgressProxy:
         upstream_w: asyncio.StreamWriter,
     ) -> None:
         async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            while chunk := await source.read(65536):
-                self.bytes += len(chunk)
-                sink.write(chunk)
-                await sink.drain()
-            with contextlib.suppress(OSError):
+            # A side gone away ends this direction, not the other (uvloop raises RuntimeError for a write
+            # to a transport it has closed).
+            with contextlib.suppress(OSError, RuntimeError):
+                while chunk := await source.read(65536):
+                    self.bytes += len(chunk)
+                    sink.write(chunk)
+                    await sink.drain()
                 if sink.can_write_eof():
                     sink.write_eof()
 
-        to_upstream = asyncio.create_task(copy(client_r, upstream_w))
-        to_client = asyncio.create_task(copy(upstream_r, client_w))
         try:
-            done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
-            if to_client not in done:
-                # The browser has sent all it will; let the far end finish answering.
-                await to_client
+            async with asyncio.TaskGroup() as copies:
+                to_upstream = copies.create_task(copy(client_r, upstream_w), name="egress-to-upstream")
+                to_client = copies.create_task(copy(upstream_r, client_w), name="egress-to-client")
+                # The far end done answering ends the connection; the browser done sending does not:
+                # the far end may still be answering.
+                to_client.add_done_callback(lambda _done: to_upstream.cancel())
         finally:
-            to_upstream.cancel()
-            to_client.cancel()
-            await asyncio.gather(to_upstream, to_client, return_exceptions=True)
             upstream_w.close()
 
 

@@ -23,10 +23,13 @@ from typing import Any
 
 import psutil
 
+from browserfleet.aio import Tasks
 from browserfleet.browsers import cgroups, flags, netns, process, sandbox
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
 from browserfleet.browsers.sandbox import Mode, View
+from browserfleet.browsers.spec import LaunchSpec
+from browserfleet.errors import BrowserUnreachable, LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +68,6 @@ def remove_profile(profile: Path) -> None:
     shutil.rmtree(profile, ignore_errors=True)
 
 
-class LaunchError(RuntimeError):
-    """A browser could not be started. `str()` is safe to show a client; `detail` (paths, Chromium's
-    own output) is for the server's log only."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.detail = detail
-
-
 @dataclass(eq=False)
 class Browser:
     """A running Chromium. `exited` resolves with its exit code however it ends.
@@ -82,6 +76,9 @@ class Browser:
     reachable only through sockets this server creates there (`connect_socket`), and its only way out is
     its `egress` proxy. `view` translates paths between the host and what the browser sees; `uid` is the
     unprivileged user a jailed browser runs as, `groups` its cgroups (limits and the exact kill).
+
+    The browser owns its two tasks (the exit watch, the stderr drain); `close()` ends them, and whoever
+    holds a Browser must close it.
     """
 
     pid: int
@@ -100,6 +97,19 @@ class Browser:
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     _watch: asyncio.Task[int] | None = None
     _drain: asyncio.Task[None] | None = None
+    _tasks: Tasks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tasks = Tasks(f"chromium-{self.pid}")
+
+    def _supervise(self) -> None:
+        """Watch for the exit at once (the exit status is asyncio's to collect, see `process.spawning`)."""
+        self._watch = self._tasks.spawn(_wait(self.proc), "wait")
+
+    def _keep_draining(self, tail: collections.deque[str]) -> None:
+        # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
+        assert self.proc.stderr is not None
+        self._drain = self._tasks.spawn(_drain(self.proc.stderr, tail), "stderr")
 
     async def connect_socket(self) -> socket.socket:
         """A TCP connection to the debugging port, made inside the browser's network namespace."""
@@ -114,8 +124,16 @@ class Browser:
     async def http_get(self, path: str, limit: int = 32 * 1024 * 1024) -> tuple[int, str, bytes]:
         """GET a path of the debugging port's HTTP server: (status, content type, body).
 
-        Chromium keeps the connection open, so the body is read by Content-Length.
+        Chromium keeps the connection open, so the body is read by Content-Length. Anything that goes
+        wrong (an answer that is not HTTP, a socket that fails or closes early, a head over 1 MiB) is
+        BrowserUnreachable.
         """
+        try:
+            return await self._http_get(path, limit)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise BrowserUnreachable(f"GET {path} failed: {exc or type(exc).__name__}") from exc
+
+    async def _http_get(self, path: str, limit: int) -> tuple[int, str, bytes]:
         reader, writer = await asyncio.open_connection(sock=await self.connect_socket(), limit=1 << 20)
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
@@ -124,7 +142,7 @@ class Browser:
             length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             kind = re.search(rb"(?im)^content-type:\s*([^\r\n]*)", head)
             if status is None or length is None or int(length.group(1)) > limit:
-                raise LaunchError(f"unexpected answer to GET {path}: {head[:200]!r}")
+                raise BrowserUnreachable(f"unexpected answer to GET {path}: {head[:200]!r}")
             body = await reader.readexactly(int(length.group(1)))
             return int(status.group(1)), (kind.group(1).decode().strip() if kind else ""), body
         finally:
@@ -133,7 +151,7 @@ class Browser:
     async def _read_version(self) -> None:
         status, _kind, body = await self.http_get("/json/version")
         if status != 200:
-            raise LaunchError(f"/json/version answered {status}")
+            raise LaunchFailed(f"/json/version answered {status}")
         self.version = json.loads(body)
 
     @property
@@ -168,12 +186,10 @@ class Browser:
         return not self.exited.done()
 
     async def close(self) -> None:
-        """Kill the whole process tree, reap it and remove the profile. Safe to call twice."""
-        members: set[int] = set()
-        if self.groups is not None:
-            members = self.groups.pids()
-            self.groups.kill()  # exact: every process of the browser, double-forked ones included
-        pids = (members | set(process.kill_tree(self.pid, str(self.profile_dir)))) - {self.pid}
+        """Kill the whole process tree, reap it and remove the profile. Safe to call twice.
+
+        The kill and the reaping read every process's command line in /proc: they run in a thread."""
+        pids = await asyncio.to_thread(_kill, self.pid, self.profile_dir, self.groups)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self.exited), timeout=10)
         if self._drain is not None:
@@ -181,8 +197,7 @@ class Browser:
         # Children of the killed browser (a jail's init among them) were adopted by this process (a
         # subreaper): collect them until none is left, not even as a zombie.
         for _ in range(40):
-            process.reap_adopted(keep=_watched)
-            if not any(psutil.pid_exists(pid) for pid in pids):
+            if not await asyncio.to_thread(_reap, pids):
                 break
             await asyncio.sleep(0.05)
         if self.egress is not None:
@@ -197,13 +212,27 @@ class Browser:
                 log.warning("browser %s: cgroups still busy after the kill: %s", self.pid, groups.dirs)
                 self.uid = None  # never hand its uid to another browser while something may run as it
         await asyncio.to_thread(remove_profile, self.profile_dir)
+        # The drain is over; the watch too, unless the killed process never exited (then it is
+        # abandoned here rather than left pending: a process stuck in the kernel has no exit to wait for).
+        await self._tasks.close()
         if self.on_closed is not None:
             on_closed, self.on_closed = self.on_closed, None
             on_closed(self)
 
 
-# Browser pids asyncio's child watcher waits for: reaping them here would steal their exit codes.
-_watched: set[int] = set()
+def _kill(pid: int, profile: Path, groups: cgroups.BrowserGroups | None) -> set[int]:
+    """SIGKILL a browser's whole tree: the pids killed, but for the browser's own."""
+    members: set[int] = set()
+    if groups is not None:
+        members = groups.pids()
+        groups.kill()  # exact: every process of the browser, double-forked ones included
+    return (members | set(process.kill_tree(pid, str(profile)))) - {pid}
+
+
+def _reap(pids: set[int]) -> bool:
+    """Collect adopted children that have exited; True while any of `pids` still exists."""
+    process.reap_adopted()
+    return any(psutil.pid_exists(pid) for pid in pids)
 
 
 @dataclass(frozen=True)
@@ -263,37 +292,41 @@ class Launcher:
             (profile / "tmp").symlink_to(tempfile.mkdtemp(prefix=TMP_PREFIX))
         return profile
 
-    def _command(self, profile: Path, uid: int | None) -> tuple[list[str], dict[str, str], View]:
+    def _command(
+        self, profile: Path, uid: int | None, spec: LaunchSpec
+    ) -> tuple[list[str], dict[str, str], View]:
         extra = [*flags.EGRESS_FLAGS, *self.extra_args] if self.isolate else self.extra_args
         sandboxed = self.walls.mode is not Mode.UNSANDBOXED
         if self.jailed:
             assert self.walls.support is not None and uid is not None
             view = View(profile, sandbox.INSIDE_PROFILE)
             chromium = flags.command_line(
-                self.executable, view.to_browser(profile / "user-data"), extra, True
+                self.executable, view.to_browser(profile / "user-data"), extra, True, spec
             )
             command = sandbox.jail_command(self.walls.support, chromium, profile, uid)
             return command, {"PATH": "/usr/bin:/bin"}, view
         view = View(profile)
-        command = flags.command_line(self.executable, str(profile / "user-data"), extra, sandboxed)
+        command = flags.command_line(self.executable, str(profile / "user-data"), extra, sandboxed, spec)
         return command, sandbox.environment(profile, str((profile / "tmp").readlink())), view
 
-    async def launch(self) -> Browser:
+    async def launch(self, spec: LaunchSpec | None = None) -> Browser:
+        """A browser started as `spec` says (the default spec if None), ready for CDP."""
+        spec = spec or LaunchSpec()
         if self.walls.refusal is not None:
-            raise LaunchError(self.walls.refusal)
+            raise LaunchFailed(self.walls.refusal)
         uid = self.uids.take() if self.jailed else None
         try:
-            return await self._launch(uid)
+            return await self._launch(uid, spec)
         except BaseException:
             if uid is not None:
                 self.uids.give_back(uid)
             raise
 
-    async def _launch(self, uid: int | None) -> Browser:
+    async def _launch(self, uid: int | None, spec: LaunchSpec) -> Browser:
         profile = await asyncio.to_thread(self._make_profile, uid)
         groups: cgroups.BrowserGroups | None = None
 
-        def undo() -> None:  # a launch that did not get as far as a Browser leaves nothing behind
+        def undo() -> None:  # a launch that did not get as far as a Browser leaves nothing behind (a thread)
             if groups is not None:
                 groups.kill()
                 groups.remove()
@@ -304,10 +337,10 @@ class Launcher:
                 groups = await asyncio.to_thread(
                     cgroups.BrowserGroups.create, self.walls.hierarchy, profile.name, self.walls.limits
                 )
-            command, env, view = self._command(profile, uid)
+            command, env, view = self._command(profile, uid, spec)
         except OSError as exc:
-            undo()
-            raise LaunchError("cannot prepare the browser's profile or cgroups", str(exc)) from exc
+            await asyncio.to_thread(undo)
+            raise LaunchFailed("cannot prepare the browser's profile or cgroups", str(exc)) from exc
         isolate = self.isolate
 
         def in_child() -> None:  # between fork and exec: only what must happen before Chromium runs
@@ -319,22 +352,24 @@ class Launcher:
 
         started = time.perf_counter()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group: one killpg takes the whole tree
-                env=env,
-                preexec_fn=in_child,
-            )
+            with process.spawning() as spawned:
+                proc = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # its own process group: one killpg takes the whole tree
+                    env=env,
+                    preexec_fn=in_child,
+                )
+                spawned(proc.pid)
         except (OSError, subprocess.SubprocessError) as exc:
-            undo()
-            raise LaunchError("cannot start Chromium", f"{self.executable}: {exc}") from exc
+            await asyncio.to_thread(undo)
+            raise LaunchFailed("cannot start Chromium", f"{self.executable}: {exc}") from exc
         except BaseException:
             # Cancelled while spawning (the pool closing at shutdown): asyncio kills a process it was
             # still starting, but the profile and cgroups made for it are ours to remove.
-            undo()
+            await asyncio.shield(asyncio.to_thread(undo))
             raise
         assert proc.stderr is not None
         tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -351,8 +386,7 @@ class Launcher:
             groups=groups,
             on_closed=self._closed,
         )
-        _watched.add(proc.pid)
-        browser._watch = asyncio.create_task(_wait(proc), name=f"chromium-{proc.pid}-wait")
+        browser._supervise()
         try:
             if self.isolate:
                 browser.netns_fd = netns.open_of(proc.pid)
@@ -362,17 +396,16 @@ class Launcher:
                 _read_endpoint(proc.stderr, tail), self.timeout
             )
             await asyncio.wait_for(browser._read_version(), self.timeout)
-        except (TimeoutError, LaunchError, OSError, ValueError) as exc:
+        except (TimeoutError, LaunchFailed, BrowserUnreachable, OSError, ValueError) as exc:
             await browser.close()
             detail = " | ".join(tail) or str(exc) or "timed out"
-            raise LaunchError("Chromium did not open its debugging endpoint", detail) from exc
+            raise LaunchFailed("Chromium did not open its debugging endpoint", detail) from exc
         except BaseException:
             # Cancelled mid-launch (shutdown, a client gone): the half-started browser must not outlive us.
             await asyncio.shield(browser.close())
             raise
         browser.launch_ms = (time.perf_counter() - started) * 1000
-        # Chromium blocks once its stderr pipe is full (dbus noise): keep draining it.
-        browser._drain = asyncio.create_task(_drain(proc.stderr, tail), name=f"chromium-{proc.pid}-stderr")
+        browser._keep_draining(tail)
         return browser
 
     def close(self) -> None:
@@ -385,7 +418,9 @@ class Launcher:
             self.uids.give_back(browser.uid)
 
     def reap_orphans(self) -> int:
-        """Kill browsers a previous server left running on this data dir and remove their profiles."""
+        """Kill browsers a previous server left running on this data dir and remove their profiles.
+
+        Blocking (it scans /proc and waits for cgroups to empty): call it in a thread."""
         killed: set[int] = set()
         hierarchy = self.walls.hierarchy
         left = cgroups.leftovers(hierarchy) if hierarchy is not None else []
@@ -395,10 +430,10 @@ class Launcher:
         for proc in process.mentioning(str(self.profiles_root)):
             if proc.pid not in killed:
                 killed.update(process.kill_tree(proc.pid))
-        process.reap_adopted(keep=_watched)
+        process.reap_adopted()
         for groups in left:
             groups.remove()
-            process.reap_adopted(keep=_watched)
+            process.reap_adopted()
         for path in self.profiles_root.glob(PROFILE_PREFIX + "*"):
             remove_profile(path)
         return len(killed)
@@ -408,7 +443,7 @@ async def _wait(proc: asyncio.subprocess.Process) -> int:
     try:
         return await proc.wait()
     finally:
-        _watched.discard(proc.pid)
+        process.collected(proc.pid)
 
 
 async def _read_endpoint(stream: asyncio.StreamReader, tail: collections.deque[str]) -> tuple[str, int]:
@@ -417,9 +452,15 @@ async def _read_endpoint(stream: asyncio.StreamReader, tail: collections.deque[s
         if match:
             return match.group(1).decode(), int(match.group(2))
         tail.append(line.decode(errors="replace").strip())
-    raise LaunchError("Chromium exited before it was ready")
+    raise LaunchFailed("Chromium exited before it was ready")
 
 
 async def _drain(stream: asyncio.StreamReader, tail: collections.deque[str]) -> None:
-    while line := await stream.readline():
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line over the stream's limit, dropped: draining must go on regardless
+            continue
+        if not line:
+            return
         tail.append(line.decode(errors="replace").strip())

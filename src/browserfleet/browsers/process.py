@@ -1,10 +1,17 @@
-"""Killing whole process trees and reaping what they leave behind."""
+"""Killing whole process trees and reaping what they leave behind.
+
+The scans here (`mentioning`, `kill_tree`, `reap_adopted`) walk /proc and may be called from a thread:
+`spawning` keeps asyncio's own children (browsers, encoders), whose exit status asyncio collects
+itself, apart from the orphans this process adopts as a subreaper, which `reap_adopted` collects.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+from collections.abc import Callable, Iterator
 
 import psutil
 
@@ -74,15 +81,42 @@ def kill_tree(pid: int, marker: str | None = None) -> list[int]:
     return list(members)
 
 
-def reap_adopted(keep: set[int]) -> None:
-    """Collect the exit status of every dead child of this process except `keep` (pids that asyncio
-    is waiting for), so processes adopted as subreaper never linger as zombies."""
+# Children spawned through asyncio that asyncio has not collected yet: reaping one here would steal its
+# exit status, and whoever awaits it would wait forever.
+_spawned: set[int] = set()
+_spawns = 0  # spawns under way: a child may already exist whose pid is not in `_spawned` yet
+
+
+@contextlib.contextmanager
+def spawning() -> Iterator[Callable[[int], None]]:
+    """Around an asyncio spawn, on the loop: call what it yields with the child's pid as soon as the spawn
+    returns, and `collected(pid)` once asyncio has its exit status."""
+    global _spawns
+    _spawns += 1
+    try:
+        yield _spawned.add
+    finally:
+        _spawns -= 1
+
+
+def collected(pid: int) -> None:
+    """asyncio has the exit status of `pid`, a child registered through `spawning`."""
+    _spawned.discard(pid)
+
+
+def reap_adopted() -> None:
+    """Collect the exit status of every dead child of this process that asyncio is not waiting for, so
+    processes adopted as subreaper never linger as zombies. Safe in a thread: the children are listed
+    before the spawns are checked, so a child the listing saw is either registered or its spawn is still
+    under way, and then nothing is reaped this time."""
     try:
         children = psutil.Process().children()
     except psutil.Error:
         return
+    if _spawns:
+        return
     for child in children:
-        if child.pid in keep:
+        if child.pid in _spawned:
             continue
         try:
             if child.status() == psutil.STATUS_ZOMBIE:

@@ -30,6 +30,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from browserfleet.errors import LaunchFailed
+
 INSIDE_PROFILE = PurePosixPath("/session")
 INSIDE_UPLOADS = PurePosixPath("/tmp/.uploads")
 TMP_SIZE = 512 * 1024 * 1024  # the jail's private /tmp (memory-backed, and charged to its cgroup)
@@ -118,7 +120,9 @@ class UidPool:
 
     def take(self) -> int:
         if not self._free:
-            raise RuntimeError("no free browser uid left (raise BROWSERFLEET_SANDBOX_UID_COUNT)")
+            raise LaunchFailed(
+                "every sandbox uid is in use by a browser", "raise BROWSERFLEET_SANDBOX_UID_COUNT"
+            )
         uid = self._free.pop()
         self._used.add(uid)
         return uid

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from browserfleet.browsers.launcher import Browser, Launcher
+from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.pool import WarmPool
+
+log = logging.getLogger(__name__)
 
 
 class LocalRunner:
@@ -20,18 +24,21 @@ class LocalRunner:
     def start(self) -> None:
         self.pool.start()
 
-    async def acquire(self) -> Browser:
-        browser = self.pool.take()
+    async def acquire(self, spec: BrowserSpec) -> Browser:
+        browser = self.pool.take(spec.launch)
         if browser is not None:
             return browser
         async with self._launch_slots:
-            return await self.launcher.launch()
+            return await self.launcher.launch(spec.launch)
 
     async def release(self, browser: Browser) -> None:
-        await browser.close()
+        try:
+            await browser.close()
+        except Exception:  # the protocol's promise: never raises (see Runner.release)
+            log.exception("browser %s: not fully cleaned up", browser.pid)
 
-    def reap_orphans(self) -> int:
-        return self.launcher.reap_orphans()
+    async def reap_orphans(self) -> int:
+        return await asyncio.to_thread(self.launcher.reap_orphans)  # a /proc scan: off the loop
 
     async def close(self) -> None:
         await self.pool.close()

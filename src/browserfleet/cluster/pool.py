@@ -4,6 +4,9 @@ Creating a session takes a ready browser (no launch on the request path) and wak
 which launches replacements one at a time, so a burst never has the two cores launching browsers
 while running sessions starve. When the host runs short of memory the pool gives back its idle
 browsers instead of refilling, and sessions fall back to launching on demand.
+
+The pool owns its tasks (the refiller, the closing of browsers it gives back); `close()`, awaited by the
+runner at shutdown, stops the refiller and returns once every idle browser is closed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ import logging
 
 import psutil
 
-from browserfleet.browsers.launcher import Browser, Launcher, LaunchError
+from browserfleet.aio import Tasks
+from browserfleet.browsers import flags
+from browserfleet.browsers.launcher import Browser, Launcher
+from browserfleet.browsers.spec import LaunchSpec
+from browserfleet.errors import LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,8 @@ class WarmPool:
         self.min_free_bytes = min_free_mb * 1024 * 1024
         self._slots = launch_slots
         self._ready: collections.deque[Browser] = collections.deque()
+        self._tasks = Tasks("warm-pool")
         self._refiller: asyncio.Task[None] | None = None
-        self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self._wanted = asyncio.Event()  # set when a browser is taken or dies
 
@@ -46,8 +53,11 @@ class WarmPool:
     def start(self) -> None:
         self._wake()
 
-    def take(self) -> Browser | None:
-        """A ready browser for a session, or None when the pool is empty."""
+    def take(self, spec: LaunchSpec) -> Browser | None:
+        """A ready browser that `spec` would have launched, or None: the pool is empty, or `spec` asks
+        for a command line other than the default one its browsers were launched with."""
+        if flags.spec_arguments(spec) != flags.spec_arguments(LaunchSpec()):
+            return None
         while self._ready:
             browser = self._ready.popleft()
             if browser.alive:
@@ -68,7 +78,7 @@ class WarmPool:
     def _wake(self) -> None:
         self._wanted.set()
         if not self._closed and (self._refiller is None or self._refiller.done()):
-            self._refiller = asyncio.create_task(self._refill(), name="warm-pool-refill")
+            self._refiller = self._tasks.spawn(self._refill(), "refill")
 
     async def _refill(self) -> None:
         """Runs for the pool's life: tops it up, and watches memory even while it is full."""
@@ -85,13 +95,13 @@ class WarmPool:
                 short = False
                 try:
                     async with self._slots:
-                        browser = await self.launcher.launch()
-                except LaunchError as exc:
+                        browser = await self.launcher.launch(LaunchSpec())
+                except LaunchFailed as exc:
                     log.error("warm pool launch failed: %s (%s)", exc, exc.detail)
                     await asyncio.sleep(RETRY_AFTER_FAILURE)
                     continue
                 if self._closed:
-                    await browser.close()
+                    self._discard(browser)
                     return
                 self._ready.append(browser)
                 browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
@@ -111,16 +121,15 @@ class WarmPool:
             self._wake()
 
     def _discard(self, browser: Browser) -> None:
-        task = asyncio.create_task(browser.close(), name=f"pool-discard-{browser.pid}")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._tasks.spawn(browser.close(), f"discard-{browser.pid}")
 
     async def close(self) -> None:
         self._closed = True
         if self._refiller is not None:
-            self._refiller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refiller
+            self._refiller.cancel()  # a launch it was waiting for ends its own half-started browser
+            await asyncio.wait([self._refiller])
         while self._ready:
             self._discard(self._ready.pop())
-        await asyncio.gather(*self._closing, return_exceptions=True)
+        # Not cancelled: a browser closed halfway would outlive the server. Then nothing is left to stop.
+        await self._tasks.join()
+        await self._tasks.close()

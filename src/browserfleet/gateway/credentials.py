@@ -11,7 +11,7 @@ from aiohttp import web
 
 from browserfleet.api.auth import project_for_key
 from browserfleet.api.context import well_formed_id
-from browserfleet.api.errors import ApiError
+from browserfleet.errors import InvalidRequest, NotFound, Unauthenticated
 from browserfleet.services import Services
 from browserfleet.sessions.manager import LiveSession, SessionSpec
 from browserfleet.store.models import Project
@@ -21,23 +21,13 @@ def _param(request: web.Request, query_name: str, header: str) -> str | None:
     return request.query.get(query_name) or request.headers.get(header)
 
 
-async def _live(svc: Services, session_id: str) -> LiveSession:
-    live = svc.manager.live.get(session_id)
-    if live is None:
-        row = await svc.store.session(session_id)
-        if row is None:
-            raise ApiError(404, f"Session {session_id} not found")
-        raise ApiError(410, f"Session {session_id} has ended ({row.status}); create a new one")
-    return live
-
-
 async def _project(svc: Services, request: web.Request) -> Project:
     project = await project_for_key(svc.store, _param(request, "apiKey", "x-bb-api-key"))
     if project is None:
-        raise ApiError(401, "Missing or invalid apiKey (or signingKey)")
+        raise Unauthenticated("Missing or invalid apiKey (or signingKey)")
     project_id = request.query.get("projectId")
     if project_id is not None and project_id != project.id:
-        raise ApiError(404, f"Project {project_id} not found")
+        raise NotFound(f"Project {project_id} not found")
     return project
 
 
@@ -47,16 +37,16 @@ async def existing_session(svc: Services, request: web.Request) -> LiveSession |
     if signing_key:
         session_id = svc.signing_keys.session_id(signing_key)
         if session_id is None:
-            raise ApiError(401, "Invalid signingKey")
-        return await _live(svc, session_id)
+            raise Unauthenticated("Invalid signingKey")
+        return await svc.manager.running(session_id)
     project = await _project(svc, request)
     session_id = request.query.get("sessionId") or request.headers.get("session-id")
     if not session_id:
         return None
     # Not a UUID, so no session's: not looked up (a header that was not UTF-8 could not even be).
-    if not well_formed_id(session_id) or await svc.store.session(session_id, project.id) is None:
-        raise ApiError(404, f"Session {session_id} not found")
-    return await _live(svc, session_id)
+    if not well_formed_id(session_id):
+        raise NotFound(f"Session {session_id} not found")
+    return await svc.manager.running(session_id, project.id)
 
 
 async def session_for_connect(svc: Services, request: web.Request) -> LiveSession:
@@ -66,10 +56,10 @@ async def session_for_connect(svc: Services, request: web.Request) -> LiveSessio
         return live
     project = await _project(svc, request)
     query = {k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")}
-    # Stored with the session as its create parameters: as a JSON body's strings, no NUL (PostgreSQL's
-    # jsonb takes none). Checked before a browser is taken.
+    # Its parameters are settings (`enableProxy`), read as a JSON body's strings are: no NUL, as in a
+    # body. Checked before a browser is taken.
     if any("\x00" in text for item in query.items() for text in item):
-        raise ApiError(400, "Query parameters must not contain NUL characters")
-    params = {"implicit": True, **query}
-    row = await svc.manager.create(project, SessionSpec(params=params))
-    return svc.manager.live[row.id]
+        raise InvalidRequest("Query parameters must not contain NUL characters")
+    row = await svc.manager.create(project, SessionSpec(implicit=True))
+    # Its browser may have died since: then it is Gone like any ended session.
+    return await svc.manager.running(row.id)

@@ -14,8 +14,7 @@ import time
 
 from aiohttp import web
 
-from browserfleet.api.errors import ApiError
-from browserfleet.browsers.launcher import LaunchError
+from browserfleet.errors import BrowserUnreachable, Forbidden, Gone, NotFound, Unauthenticated
 from browserfleet.gateway.routes import relay, websocket_key
 from browserfleet.services import SERVICES
 from browserfleet.sessions.manager import LiveSession
@@ -29,13 +28,13 @@ def _session(request: web.Request) -> LiveSession:
     svc = request.app[SERVICES]
     verified = svc.view_tokens.verify(request.match_info["token"], time.time())
     if verified is None:
-        raise ApiError(401, "Invalid or expired token")
+        raise Unauthenticated("Invalid or expired token")
     session_id, read_only = verified
     if read_only:
-        raise ApiError(403, "This token is read-only; DevTools needs an interactive one")
-    live = svc.manager.live.get(session_id)
-    if live is None:
-        raise ApiError(410, f"Session {session_id} has ended")
+        raise Forbidden("This token is read-only; DevTools needs an interactive one")
+    live = svc.manager.find(session_id)
+    if live is None:  # a valid token: the session existed, so it has ended
+        raise Gone(f"Session {session_id} has ended")
     return live
 
 
@@ -51,11 +50,11 @@ async def devtools(request: web.Request) -> web.StreamResponse:
         page_url = f"ws://127.0.0.1:{live.browser.port}/devtools/page/{socket.group(2)}"
         return await relay(request, key, live, page_url, counted=False, target_id=socket.group(2))
     if not _STATIC.match(path) or ".." in path:
-        raise ApiError(404, f"Route GET:{request.path} not found")
+        raise NotFound(f"Route GET:{request.path} not found")
     try:
         status, kind, body = await live.browser.http_get(f"/devtools/{path}")
-    except (OSError, LaunchError) as exc:
-        raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
+    except (OSError, BrowserUnreachable) as exc:
+        raise BrowserUnreachable(f"Session {live.id}: browser unreachable ({exc})") from exc
     if status != 200:
-        raise ApiError(404, f"Route GET:{request.path} not found")
+        raise NotFound(f"Route GET:{request.path} not found")
     return web.Response(body=body, content_type=kind.split(";")[0] or "application/octet-stream")

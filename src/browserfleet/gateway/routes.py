@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from browserfleet.api.errors import ApiError
 from browserfleet.artifacts.cdplog import LinkTap
+from browserfleet.errors import BrowserUnreachable, HandshakeError, InvalidRequest
 from browserfleet.gateway import credentials
 from browserfleet.gateway.policy import Policy
 from browserfleet.gateway.splice import ClientFrames, Link, accept_key, connect_browser
@@ -52,9 +52,9 @@ async def relay(
 
     try:
         await connect_browser(link, await live.browser.connect_socket(), browser_url)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, HandshakeError) as exc:
         link.close()
-        raise ApiError(502, f"Session {live.id}: browser unreachable ({exc})") from exc
+        raise BrowserUnreachable(f"Session {live.id}: browser unreachable ({exc})") from exc
     # Attached only once connected: a client that never got through does not count as one leaving.
     try:
         (svc.manager.attach if counted else svc.manager.watch)(live.id, close)
@@ -109,9 +109,11 @@ def websocket_key(request: web.Request) -> str:
     upgrade = headers.get("Upgrade", "").lower() == "websocket"
     connection = "upgrade" in headers.get("Connection", "").lower()
     if not (upgrade and connection and key):
-        raise ApiError(400, "Expected a WebSocket upgrade: connect a CDP client (Playwright, Puppeteer) here")
+        raise InvalidRequest(
+            "Expected a WebSocket upgrade: connect a CDP client (Playwright, Puppeteer) here"
+        )
     if headers.get("Sec-WebSocket-Version") != "13":
-        raise ApiError(400, "Unsupported WebSocket version (13 is supported)")
+        raise InvalidRequest("Unsupported WebSocket version (13 is supported)")
     return key
 
 

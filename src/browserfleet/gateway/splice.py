@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 from browserfleet.artifacts.cdplog import BODY_LIMIT, LinkTap
+from browserfleet.errors import HandshakeError
 from browserfleet.gateway.frames import (
     GOING_AWAY,
     OP_TEXT,
@@ -41,10 +42,6 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HIGH_WATER, LOW_WATER = 8 * 1024 * 1024, 1024 * 1024
 SESSION_ENDED = close_frame(GOING_AWAY, "session ended")
 CLOSE_WAIT = 5.0  # seconds a refused client's close frame may wait for a frame boundary
-
-
-class HandshakeError(OSError):
-    pass
 
 
 def accept_key(key: str) -> str:

@@ -43,6 +43,7 @@ import math
 import re
 import struct
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeGuard
@@ -51,9 +52,9 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from websockets.exceptions import WebSocketException
 
-from browserfleet.api.errors import ApiError
-from browserfleet.browsers.cdp import CdpConnection, CdpError
-from browserfleet.browsers.launcher import Browser, LaunchError
+from browserfleet.browsers.cdp import CdpConnection
+from browserfleet.browsers.launcher import Browser
+from browserfleet.errors import BrowserUnreachable, CdpError, Gone, InvalidRequest, NotFound, Unauthenticated
 from browserfleet.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def viewer_credentials(svc: Services, request: web.Request) -> tuple[str, bool]:
     token = request.query.get("t", "")
     verified = svc.view_tokens.verify(token, time.time()) if token else None
     if verified is None:
-        raise ApiError(401, "Missing, invalid or expired live view token")
+        raise Unauthenticated("Missing, invalid or expired live view token")
     session_id, read_only = verified
     return session_id, read_only or request.query.get("readOnly", "false").lower() in ("", "1", "true")
 
@@ -116,7 +117,7 @@ def viewer_credentials(svc: Services, request: web.Request) -> tuple[str, bool]:
 def page_param(request: web.Request) -> str | None:
     page = request.query.get("page") or None
     if page is not None and not TARGET_ID.fullmatch(page):
-        raise ApiError(400, "page must be a target id (32 hex digits)")
+        raise InvalidRequest("page must be a target id (32 hex digits)")
     return page.upper() if page else None
 
 
@@ -137,7 +138,7 @@ async def open_cdp(browser: Browser, path: str | None = None) -> CdpConnection:
     try:
         return await CdpConnection.open(browser, path)
     except (OSError, TimeoutError, WebSocketException) as exc:
-        raise ApiError(502, f"The browser is unreachable: {exc or type(exc).__name__}") from exc
+        raise BrowserUnreachable(f"The browser is unreachable: {exc or type(exc).__name__}") from exc
 
 
 async def command(cdp: CdpConnection, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,12 +149,12 @@ async def find_page(browser: Browser, target_id: str | None) -> dict[str, Any]:
     """The tab `target_id`, or else the one active last; 404 if there is none."""
     try:
         tabs = await asyncio.wait_for(list_tabs(browser), CDP_TIMEOUT)
-    except (OSError, TimeoutError, ValueError, LaunchError, asyncio.IncompleteReadError) as exc:
-        raise ApiError(502, f"The browser did not list its tabs: {exc or type(exc).__name__}") from exc
+    except (OSError, TimeoutError, ValueError, BrowserUnreachable, asyncio.IncompleteReadError) as exc:
+        raise BrowserUnreachable(f"The browser did not list its tabs: {exc or type(exc).__name__}") from exc
     for tab in tabs:
         if target_id is None or tab["targetId"] == target_id:
             return tab
-    raise ApiError(404, f"Tab {target_id} not found" if target_id else "The session has no open tab")
+    raise NotFound(f"Tab {target_id} not found" if target_id else "The session has no open tab")
 
 
 async def list_tabs(browser: Browser) -> list[dict[str, Any]]:
@@ -179,8 +180,8 @@ async def list_tabs(browser: Browser) -> list[dict[str, Any]]:
 async def live_view(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     session_id, _ = viewer_credentials(svc, request)
-    if session_id not in svc.manager.live:
-        raise ApiError(410, f"Session {session_id} has ended")
+    if svc.manager.find(session_id) is None:  # a valid token: the session existed, so it has ended
+        raise Gone(f"Session {session_id} has ended")
     page_param(request)
     return web.FileResponse(STATIC / "live.html", headers=PAGE_HEADERS)
 
@@ -189,7 +190,7 @@ async def live_view(request: web.Request) -> web.StreamResponse:
 async def live_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in ASSETS:
-        raise ApiError(404, f"Route GET:{request.path} not found")
+        raise NotFound(f"Route GET:{request.path} not found")
     headers = {"Content-Type": ASSETS[name], "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
     return web.FileResponse(STATIC / name, headers=headers)
 
@@ -212,7 +213,7 @@ async def live_socket(request: web.Request) -> web.StreamResponse:
             compress=False, heartbeat=HEARTBEAT, timeout=CLOSE_TIMEOUT, max_msg_size=MAX_MESSAGE
         )
         if not ws.can_prepare(request).ok:
-            raise ApiError(400, "Expected a WebSocket upgrade; open /live/view in a browser instead")
+            raise InvalidRequest("Expected a WebSocket upgrade; open /live/view in a browser instead")
         cdp = await open_cdp(live.browser, f"/devtools/page/{target['targetId']}")
         try:
             await ws.prepare(request)
@@ -510,6 +511,17 @@ class FramePump:
 # -- one viewer ------------------------------------------------------------------------------------
 
 
+async def _until_stopped(work: Coroutine[Any, Any, None], stopped: asyncio.Future[Exception | None]) -> None:
+    """Run a viewer's worker; its end is told to `stopped` (the first one only, with its failure if any)."""
+    failure: Exception | None = None
+    try:
+        await work
+    except Exception as exc:
+        failure = exc
+    if not stopped.done():
+        stopped.set_result(failure)
+
+
 class LiveView:
     """One viewer's socket bound to one tab: frames out, input in (unless read-only)."""
 
@@ -549,25 +561,31 @@ class LiveView:
         except ConnectionError:
             return
         self.cdp.send_soon("Inspector.enable")  # so that a closing or crashing tab says so
-        workers = [asyncio.create_task(self.frames.run(), name="live-frames")]
-        if not self.read_only:
-            workers.append(asyncio.create_task(self._dispatch_inputs(), name="live-input"))
-        closer = asyncio.create_task(self._close_when_over(ended, workers), name="live-close")
+        stopped: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         try:
-            await self._receive()
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("live view: viewer connection lost: %s", exc)
+            async with asyncio.TaskGroup() as tasks:
+                workers = [tasks.create_task(_until_stopped(self.frames.run(), stopped), name="live-frames")]
+                if not self.read_only:
+                    workers.append(
+                        tasks.create_task(_until_stopped(self._dispatch_inputs(), stopped), name="live-input")
+                    )
+                closer = tasks.create_task(self._close_when_over(ended, stopped), name="live-close")
+                try:
+                    await self._receive()
+                except (ConnectionError, RuntimeError) as exc:
+                    log.debug("live view: viewer connection lost: %s", exc)
+                finally:
+                    if not self._closing:  # else the group lets the close handshake finish
+                        closer.cancel()
+                    for worker in workers:
+                        worker.cancel()
         finally:
-            if self._closing:
-                await asyncio.gather(closer, return_exceptions=True)  # let the close handshake finish
-            closer.cancel()
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(closer, *workers, return_exceptions=True)
             await self.frames.stop()
 
-    async def _close_when_over(self, ended: asyncio.Future[None], workers: list[asyncio.Task[None]]) -> None:
-        waits: list[asyncio.Future[Any]] = [ended, self.tab_gone, self.cdp.closed, *workers]
+    async def _close_when_over(
+        self, ended: asyncio.Future[None], stopped: asyncio.Future[Exception | None]
+    ) -> None:
+        waits: list[asyncio.Future[Any]] = [ended, self.tab_gone, self.cdp.closed, stopped]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if ended.done():
             code, reason = SESSION_ENDED
@@ -577,11 +595,13 @@ class LiveView:
             code, reason = TAB_CLOSED
         else:
             code, reason = FAILED
-            for worker in workers:
-                if worker.done() and not worker.cancelled() and worker.exception() is not None:
-                    log.debug("live view stopped: %r", worker.exception())
+            if stopped.result() is not None:
+                log.debug("live view stopped: %r", stopped.result())
         self._closing = True
-        await self.ws.close(code=code, message=reason.encode())
+        try:
+            await self.ws.close(code=code, message=reason.encode())
+        except Exception as exc:  # the viewer is gone already
+            log.debug("live view: closing the viewer's socket failed: %r", exc)
 
     async def _receive(self) -> None:
         async for message in self.ws:

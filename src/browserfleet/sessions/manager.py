@@ -1,4 +1,14 @@
-"""SessionManager: the one place session state changes."""
+"""SessionManager: the shell around the lifecycle core, and the one place session state changes.
+
+`sessions/lifecycle.py` decides when and how a session ends; this module does the I/O those decisions
+ask for (the row, the clients, the browser) and admits new sessions. It is also the one way other
+packages reach a running session: `running(id)` and `find(id)` read the map of running sessions, which
+is private here. That map is the seat of the session map a database will back when sessions run on
+several machines; today it is in memory, and only this server's sessions are in it.
+
+Guarantees: a session that ends has its clients closed and its browser released whatever the store
+does; an end the store would not take is retried in the background and shown by `get` meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +17,113 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from browserfleet.browsers.launcher import Browser, LaunchError
+from browserfleet.aio import Tasks
+from browserfleet.browsers.launcher import Browser
+from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.runner import Runner
+from browserfleet.errors import BrowserError, ConcurrencyLimited, Gone, NotFound, Unavailable
 from browserfleet.sessions import query
-from browserfleet.sessions.errors import ConcurrencyLimited, Gone, NotFound, Unavailable
+from browserfleet.sessions.lifecycle import (
+    AwaitExit,
+    BrowserExited,
+    ClientAttached,
+    ClientDetached,
+    Ending,
+    Event,
+    Expired,
+    GraceElapsed,
+    Lifecycle,
+    ReleaseRequested,
+    ServerStopping,
+    Status,
+    after_restart,
+)
 from browserfleet.store.models import Project, Session
-from browserfleet.store.repo import Store
 
 log = logging.getLogger(__name__)
 
-RUNNING, COMPLETED, TIMED_OUT, ERROR = "RUNNING", "COMPLETED", "TIMED_OUT", "ERROR"
-CRASH_GRACE = 2.0  # seconds to wait for a browser whose connection dropped to be seen exiting
+END_RETRY_FIRST, END_RETRY_MAX = 0.5, 30.0  # seconds between attempts to record an end the store refused
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
-@dataclass
+class Clock(Protocol):
+    """Time as the manager sees it: the loop's in production, a fake one in the unit tests."""
+
+    def now(self) -> datetime: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
+
+
+class LoopClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        return asyncio.get_running_loop().call_later(delay, callback)
+
+
+class SessionStore(Protocol):
+    """What the manager needs of the store (`store.repo.Store` is one)."""
+
+    async def add_session(self, session: Session) -> None: ...
+
+    async def end_session(self, session_id: str, status: str, when: datetime, reason: str) -> bool: ...
+
+    async def session(self, session_id: str, project_id: str | None = None) -> Session | None: ...
+
+    async def sessions(
+        self, project_id: str, status: str | None = None, metadata: tuple[tuple[str, ...], str] | None = None
+    ) -> Sequence[Session]: ...
+
+    async def live_sessions(self) -> Sequence[Session]: ...
+
+
+@dataclass(frozen=True)
 class SessionSpec:
-    """What a create asks for, already validated."""
+    """What a create asks for, already validated: the session's own settings and its browser's."""
 
     timeout: int | None = None
     keep_alive: bool = False
     region: str = "us-west-2"
     user_metadata: dict[str, Any] | None = None
-    context_id: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    persist_context: bool = False
+    record_session: bool = True
+    log_session: bool = True
+    implicit: bool = False  # created by a connect that named no session (`?apiKey=` alone)
+    browser: BrowserSpec = field(default_factory=BrowserSpec)
+
+    @property
+    def context_id(self) -> str | None:
+        return self.browser.launch.context_id
+
+    def summary(self) -> dict[str, Any]:
+        """What is stored with the session as its create parameters (no secrets)."""
+        out: dict[str, Any] = self.browser.summary()
+        if self.implicit:
+            out["implicit"] = True
+        if self.persist_context:
+            out["persistContext"] = True
+        if not self.record_session:
+            out["recordSession"] = False
+        if not self.log_session:
+            out["logSession"] = False
+        return out
+
+
+def stored_setting(create_params: dict[str, Any] | None, name: str) -> bool:
+    """`recordSession` / `logSession` of an ended session: on unless its stored create parameters turned
+    it off (a `SessionSpec.summary()`, or the raw create body servers before it stored)."""
+    params = create_params or {}
+    legacy = params.get("browserSettings")
+    return params.get(name) is not False and not (isinstance(legacy, dict) and legacy.get(name) is False)
 
 
 Closer = Callable[[], Awaitable[None]]
@@ -46,17 +131,23 @@ Closer = Callable[[], Awaitable[None]]
 
 @dataclass(eq=False)
 class LiveSession:
-    """A running session's in-memory half: its browser, clients and timer."""
+    """A running session's in-memory half: its browser, clients and timer, and its lifecycle."""
 
     id: str
     project_id: str
-    keep_alive: bool
     expires_at: datetime
     browser: Browser
+    spec: SessionSpec
+    lifecycle: Lifecycle
+    row: Session  # as created: what observers get at the end if the store cannot be read then
     clients: set[Closer] = field(default_factory=set)
     watchers: set[Closer] = field(default_factory=set)  # live views, DevTools: closed at the end, not counted
-    timer: asyncio.TimerHandle | None = None
+    timer: Cancellable | None = None
     watcher: asyncio.Task[None] | None = None
+
+    @property
+    def keep_alive(self) -> bool:
+        return self.spec.keep_alive
 
 
 class SessionObserver(Protocol):
@@ -66,50 +157,60 @@ class SessionObserver(Protocol):
         """Called once the session is live; must not block (start tasks instead)."""
 
     async def ended(self, live: LiveSession, row: Session) -> None:
-        """Called after the session has ended and before its browser is killed."""
+        """Called after the session has ended and before its browser is released."""
 
 
 class SessionManager:
-    def __init__(self, store: Store, runner: Runner) -> None:
+    def __init__(self, store: SessionStore, runner: Runner, clock: Clock | None = None) -> None:
         self.store = store
         self.runner = runner
+        self.clock: Clock = clock or LoopClock()
         self.observers: list[SessionObserver] = []
-        self.live: dict[str, LiveSession] = {}
+        self._live: dict[str, LiveSession] = {}
         self._pending: dict[str, int] = {}
+        self._unrecorded: dict[str, Ending] = {}  # ends the store has not taken yet
         self._admission = asyncio.Lock()
-        self._endings: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks("sessions")
         self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None  # done once shutdown begins (wakes retries)
 
     # -- start-up and shutdown -------------------------------------------------------------------
 
     async def reconcile(self) -> int:
         """After a restart: kill browsers the last server left, end the sessions they served."""
-        killed = self.runner.reap_orphans()
-        now = utcnow()
+        killed = await self.runner.reap_orphans()
+        now = self.clock.now()
         for row in await self.store.live_sessions():
-            # A session cannot have run past its expiry, however long the server was down.
-            status, ended = (TIMED_OUT, row.expires_at) if row.expires_at <= now else (ERROR, now)
-            await self.store.end_session(row.id, status, ended, "server restarted while the session ran")
+            ending = after_restart(row.expires_at, now)
+            await self.store.end_session(row.id, ending.status, ending.at, ending.reason)
         return killed
 
     async def shutdown(self) -> None:
+        """End every session (ERROR, "server stopped") and wait for all their teardown."""
         self._stopping = True  # creates still launching end their own browsers (see _start)
-        for live in list(self.live.values()):
-            self._end_soon(live, ERROR, "server stopped")
-        while self._endings:
-            await asyncio.gather(*list(self._endings), return_exceptions=True)
+        if not self._stop_signal().done():
+            self._stop_signal().set_result(None)
+        for live in list(self._live.values()):
+            self._spawn_end(live, ServerStopping())
+        await self._tasks.join()
+
+    def _stop_signal(self) -> asyncio.Future[None]:
+        if self._stopped is None:
+            self._stopped = asyncio.get_running_loop().create_future()
+        return self._stopped
 
     # -- admission and creation ------------------------------------------------------------------
 
     def _in_use(self, project_id: str) -> int:
-        running = sum(1 for live in self.live.values() if live.project_id == project_id)
+        running = sum(1 for live in self._live.values() if live.project_id == project_id)
         return running + self._pending.get(project_id, 0)
 
     def usage(self, project: Project) -> tuple[int, int]:
         """(remaining slots, seconds until the earliest running session expires)."""
         remaining = max(0, project.concurrency - self._in_use(project.id))
-        expiries = [live.expires_at for live in self.live.values() if live.project_id == project.id]
-        reset = max(0, math.ceil((min(expiries) - utcnow()).total_seconds())) if expiries else 0
+        expiries = [live.expires_at for live in self._live.values() if live.project_id == project.id]
+        now = self.clock.now()
+        reset = max(0, math.ceil((min(expiries) - now).total_seconds())) if expiries else 0
         return remaining, reset
 
     async def create(self, project: Project, spec: SessionSpec) -> Session:
@@ -122,25 +223,31 @@ class SessionManager:
         try:
             return await self._start(project, spec)
         finally:
-            # Only now: until the session is in `live`, the reservation is what holds its slot.
+            # Only now: until the session is in the map, the reservation is what holds its slot.
             self._pending[project.id] -= 1
 
-    async def _start(self, project: Project, spec: SessionSpec) -> Session:
-        created = utcnow()
+    async def _acquire(self, spec: SessionSpec) -> Browser:
         try:
-            browser = await self.runner.acquire()
-        except LaunchError as exc:
+            return await self.runner.acquire(spec.browser)
+        except BrowserError as exc:
             log.error("browser launch failed: %s (%s)", exc, exc.detail)
-            raise Unavailable(f"The browser could not be started: {exc}") from exc
+            raise Unavailable(f"The browser could not be started: {exc.message}") from exc
+        except Exception as exc:  # the runner's defect, still the server's fault: 503, never 500
+            log.exception("the runner failed to give a browser")
+            raise Unavailable("The browser could not be started") from exc
+
+    async def _start(self, project: Project, spec: SessionSpec) -> Session:
+        created = self.clock.now()
+        browser = await self._acquire(spec)
         if self._stopping:
             await self.runner.release(browser)
             raise Unavailable("The server is shutting down")
-        started = utcnow()
+        started = self.clock.now()
         timeout = spec.timeout or project.default_timeout
         row = Session(
             id=str(uuid.uuid4()),
             project_id=project.id,
-            status=RUNNING,
+            status=Status.RUNNING,
             created_at=created,
             updated_at=started,
             started_at=started,
@@ -149,7 +256,7 @@ class SessionManager:
             region=spec.region,
             context_id=spec.context_id,
             user_metadata=spec.user_metadata,
-            create_params=spec.params,
+            create_params=spec.summary(),
             proxy_bytes=0,
             browser_pid=browser.pid,
             browser_profile=str(browser.profile_dir),
@@ -159,87 +266,181 @@ class SessionManager:
         except BaseException:
             await self.runner.release(browser)
             raise
-        live = LiveSession(row.id, project.id, spec.keep_alive, row.expires_at, browser)
-        self.live[row.id] = live
-        loop = asyncio.get_running_loop()
-        delay = (row.expires_at - utcnow()).total_seconds()
-        live.timer = loop.call_later(delay, self._end_soon, live, TIMED_OUT, "timeout reached")
-        live.watcher = asyncio.create_task(self._watch_browser(live), name=f"session-{row.id}-browser")
+        if self._stopping:
+            # Shutdown began while the row was written and has ended every session it saw; this one it
+            # did not. Put in the map now, it would run with no owner (and its watcher hold shutdown).
+            ending = Lifecycle(spec.keep_alive, row.expires_at).on(ServerStopping(), self.clock.now())
+            assert isinstance(ending, Ending)
+            await self._record(row.id, ending)
+            await self.runner.release(browser)
+            raise Unavailable("The server is shutting down")
+        live = LiveSession(
+            row.id, project.id, row.expires_at, browser, spec, Lifecycle(spec.keep_alive, row.expires_at), row
+        )
+        self._live[row.id] = live
+        delay = (row.expires_at - self.clock.now()).total_seconds()
+        live.timer = self.clock.call_later(delay, lambda: self._spawn_end(live, Expired()))
+        live.watcher = self._tasks.spawn(self._watch_browser(live), f"{row.id}:browser")
         for observer in self.observers:
             observer.started(live, row)
         return row
 
     async def _watch_browser(self, live: LiveSession) -> None:
         await asyncio.shield(live.browser.exited)  # cancelling the watcher must not cancel the wait
-        self._track(asyncio.create_task(self._ended_by_exit(live), name=f"session-{live.id}-exit"))
+        self._spawn_end(live, BrowserExited(live.browser.exited.result()))
 
-    async def _ended_by_exit(self, live: LiveSession) -> None:
-        code = live.browser.exited.result()
-        # A client's Browser.close exits cleanly; anything else is a crash or a kill.
-        status, reason = (COMPLETED, "browser closed") if code == 0 else (ERROR, f"browser exited ({code})")
-        await self.end(live, status, reason)
+    # -- reaching a running session --------------------------------------------------------------
+
+    def find(self, session_id: str) -> LiveSession | None:
+        """The running session, or None (never run here, or ended)."""
+        return self._live.get(session_id)
+
+    async def running(self, session_id: str, project_id: str | None = None) -> LiveSession:
+        """The running session; `NotFound` if there is none (in `project_id`), `Gone` if it has ended."""
+        live = self._live.get(session_id)
+        if live is not None and (project_id is None or live.project_id == project_id):
+            return live
+        row = await self.store.session(session_id, project_id)
+        if row is None:
+            raise NotFound(f"Session {session_id} not found")
+        raise Gone(f"Session {session_id} has ended ({self._shown(row).status}); create a new one")
 
     # -- reading ---------------------------------------------------------------------------------
+
+    def _shown(self, row: Session) -> Session:
+        """The row as it is: with an end the store has not taken yet."""
+        ending = self._unrecorded.get(row.id)
+        if ending is not None and row.status == Status.RUNNING:
+            return _with_end(row, ending)
+        return row
 
     async def get(self, project_id: str, session_id: str) -> Session:
         row = await self.store.session(session_id, project_id)
         if row is None:
             raise NotFound(f"Session {session_id} not found")
-        return row
+        return self._shown(row)
 
     async def list(self, project_id: str, status: str | None, q: str | None) -> Sequence[Session]:
         metadata = query.parse(q) if q is not None else None
-        return await self.store.sessions(project_id, status, metadata)
+        # As `get` shows them; an end not yet recorded can still be missing from a list of its status.
+        rows = [self._shown(row) for row in await self.store.sessions(project_id, status, metadata)]
+        return [row for row in rows if status is None or row.status == status]
 
     # -- ending ----------------------------------------------------------------------------------
 
     async def release(self, project_id: str, session_id: str) -> Session:
         """REQUEST_RELEASE: end now; on an already-ended session, a no-op."""
         row = await self.get(project_id, session_id)
-        live = self.live.get(session_id)
+        live = self._live.get(session_id)
         if live is not None:
-            await self.end(live, COMPLETED, "released by request")
+            end = self._on(live, ReleaseRequested())
+            if end is not None:
+                await end
             row = await self.get(project_id, session_id)
         return row
 
-    def _end_soon(self, live: LiveSession, status: str, reason: str) -> None:
-        self._track(asyncio.create_task(self.end(live, status, reason), name=f"session-{live.id}-end"))
+    def _on(self, live: LiveSession, event: Event) -> Coroutine[Any, Any, None] | None:
+        """Feed `event` to the session's lifecycle and start what it decides. An end takes the session
+        out of the map at once (its slot is free, no new client can join); the rest of the end is the
+        awaitable returned, which the caller awaits or spawns."""
+        decision = live.lifecycle.on(event, self.clock.now())
+        if isinstance(decision, Ending):
+            if self._live.get(live.id) is live:
+                del self._live[live.id]
+            if live.timer is not None:
+                live.timer.cancel()
+            return self._finish(live, decision)
+        if isinstance(decision, AwaitExit):
+            self._tasks.spawn(self._await_exit(live, decision.seconds), f"{live.id}:lost")
+        return None
 
-    def _track(self, task: asyncio.Task[None]) -> None:
-        """Background work that shutdown must wait for."""
-        self._endings.add(task)
-        task.add_done_callback(self._endings.discard)
+    def _spawn_end(self, live: LiveSession, event: Event) -> None:
+        end = self._on(live, event)
+        if end is not None:
+            self._tasks.spawn(end, f"{live.id}:end")
 
-    async def end(self, live: LiveSession, status: str, reason: str) -> None:
-        if self.live.get(live.id) is not live:
-            return  # already ending
-        del self.live[live.id]  # frees the concurrency slot at once
-        if live.timer is not None:
-            live.timer.cancel()
-        ended = utcnow()
-        if status == TIMED_OUT:
-            # The loop's timers may fire a millisecond early (uvloop rounds to whole ms): a session
-            # never times out before its expiresAt.
-            ended = max(ended, live.expires_at)
-        await self.store.end_session(live.id, status, ended, reason)
-        closers = [*live.clients, *live.watchers]
-        live.clients.clear()
-        live.watchers.clear()
-        for close in closers:
-            with contextlib.suppress(Exception):
-                await close()
-        if live.watcher is not None and live.watcher is not asyncio.current_task():
-            live.watcher.cancel()
-        # The session has ended (stored, clients closed, slot free); observers finishing (downloads
-        # saved, recordings closed), then killing and reaping the browser tree and removing its profile,
-        # take ~0.3 s more, which no caller needs to wait for.
-        self._track(asyncio.create_task(self._release(live), name=f"session-{live.id}-release"))
+    async def _await_exit(self, live: LiveSession, seconds: float) -> None:
+        # Whichever notices first, a browser that died ends its session as its exit says (ERROR, or
+        # COMPLETED for a clean Browser.close), never as a client that simply left.
+        exited = live.browser.exited
+        await self._sleep(seconds, until=exited)
+        self._spawn_end(live, BrowserExited(exited.result()) if exited.done() else GraceElapsed())
 
-    async def _release(self, live: LiveSession) -> None:
+    async def _sleep(self, seconds: float, until: asyncio.Future[Any] | None = None) -> None:
+        """`seconds` on the manager's clock, or less if `until` is done first (it is not cancelled)."""
+        loop = asyncio.get_running_loop()
+        elapsed: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not elapsed.done():
+                elapsed.set_result(None)
+
+        timer = self.clock.call_later(seconds, wake)
+        waits: set[asyncio.Future[Any]] = {elapsed}
+        if until is not None:
+            waits.add(asyncio.shield(until))
         try:
-            row = await self.store.session(live.id)
-            for observer in self.observers:
-                if row is not None:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            for wait in waits:
+                wait.cancel()
+
+    async def _finish(self, live: LiveSession, ending: Ending) -> None:
+        """Record the end, close the clients, then release the browser in the background."""
+        try:
+            await self._record(live.id, ending)
+        finally:
+            closers = [*live.clients, *live.watchers]
+            live.clients.clear()
+            live.watchers.clear()
+            for close in closers:
+                with contextlib.suppress(Exception):
+                    await close()
+            if live.watcher is not None and live.watcher is not asyncio.current_task():
+                live.watcher.cancel()
+            # The session has ended (stored, clients closed, slot free); observers finishing (downloads
+            # saved, recordings closed), then killing and reaping the browser tree and removing its
+            # profile, take ~0.3 s more, which no caller needs to wait for.
+            self._tasks.spawn(self._release(live, ending), f"{live.id}:release")
+
+    async def _record(self, session_id: str, ending: Ending) -> None:
+        try:
+            await self.store.end_session(session_id, ending.status, ending.at, ending.reason)
+        except Exception:
+            log.exception("session %s: the store refused its end; retrying in the background", session_id)
+            self._unrecorded[session_id] = ending
+            self._tasks.spawn(self._record_later(session_id, ending), f"{session_id}:record")
+
+    async def _record_later(self, session_id: str, ending: Ending) -> None:
+        delay = END_RETRY_FIRST
+        while True:
+            await self._sleep(delay, until=self._stop_signal())  # at shutdown: one last try now
+            try:
+                await self.store.end_session(session_id, ending.status, ending.at, ending.reason)
+            except Exception as exc:
+                if self._stopping:
+                    # The next start's reconcile ends the row (as a restart: ERROR or TIMED_OUT).
+                    log.error("session %s: its end was never recorded (%s)", session_id, exc)
+                    return
+                delay = min(delay * 2, END_RETRY_MAX)
+                continue
+            self._unrecorded.pop(session_id, None)
+            log.info("session %s: its end is recorded", session_id)
+            return
+
+    async def _release(self, live: LiveSession, ending: Ending) -> None:
+        try:
+            try:
+                row = await self.store.session(live.id)
+            except Exception:
+                # Observers must still finish (close the capture, save downloads): give them the row as
+                # it was created, with its end.
+                log.exception("session %s: the store could not be read at the end", live.id)
+                row = _with_end(live.row, ending)
+            if row is not None:
+                row = self._shown(row)
+                for observer in self.observers:
                     try:
                         await observer.ended(live, row)
                     except Exception:
@@ -251,40 +452,39 @@ class SessionManager:
 
     def attach(self, session_id: str, close: Closer) -> LiveSession:
         """A client: it keeps the session alive, and the last one leaving may end it."""
-        return self._join(session_id, close, counted=True)
+        live = self._joinable(session_id)
+        live.clients.add(close)
+        self._on(live, ClientAttached())
+        return live
 
     def watch(self, session_id: str, close: Closer) -> LiveSession:
         """A viewer (live view, DevTools): closed when the session ends, but never keeps it alive."""
-        return self._join(session_id, close, counted=False)
+        live = self._joinable(session_id)
+        live.watchers.add(close)
+        return live
 
-    def _join(self, session_id: str, close: Closer, counted: bool) -> LiveSession:
-        live = self.live.get(session_id)
+    def _joinable(self, session_id: str) -> LiveSession:
+        live = self._live.get(session_id)
         if live is None:
             raise Gone(f"Session {session_id} has ended; create a new one")
-        (live.clients if counted else live.watchers).add(close)
         return live
 
     def unwatch(self, live: LiveSession, close: Closer) -> None:
         live.watchers.discard(close)
 
     def detach(self, live: LiveSession, close: Closer, browser_lost: bool = False) -> None:
-        """A client left. `browser_lost`: its connection was closed from the browser's side, which is
-        what a crash looks like from the relay, usually a moment before the exit watcher hears of it."""
-        live.clients.discard(close)
-        if not live.clients and not live.keep_alive and self.live.get(live.id) is live:
-            if browser_lost:
-                self._track(
-                    asyncio.create_task(self._end_unless_crashed(live), name=f"session-{live.id}-lost")
-                )
-            else:
-                self._end_soon(live, COMPLETED, "last client disconnected")
+        """A client left. `browser_lost`: its connection was closed from the browser's side."""
+        if close in live.clients:
+            live.clients.discard(close)
+            self._spawn_end(live, ClientDetached(browser_lost))
 
-    async def _end_unless_crashed(self, live: LiveSession) -> None:
-        # Whichever notices first, a browser that died ends its session as the exit watcher says (ERROR,
-        # or COMPLETED for a clean Browser.close), never as a client that simply left.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(live.browser.exited), CRASH_GRACE)
-        if live.browser.exited.done():
-            await self._ended_by_exit(live)
-        elif not live.clients and self.live.get(live.id) is live:
-            await self.end(live, COMPLETED, "last client disconnected")
+
+def _with_end(row: Session, ending: Ending) -> Session:
+    """`row` (a detached row, never written back) marked ended as `ending` says."""
+    row.status, row.ended_at, row.updated_at, row.end_reason = (
+        ending.status,
+        ending.at,
+        ending.at,
+        ending.reason,
+    )
+    return row

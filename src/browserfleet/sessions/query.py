@@ -5,7 +5,7 @@ Inside quotes, `\\'` stands for a quote and `\\\\` for a backslash.
 
 from __future__ import annotations
 
-from browserfleet.sessions.errors import InvalidRequest
+from browserfleet.errors import InvalidRequest
 
 BASE = "user_metadata"
 
