@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from browserfleet.aio import Tasks
+from harness.server import run_async
 
 
 def test_join_waits_for_tasks_spawned_while_waiting() -> None:
@@ -29,7 +30,7 @@ def test_join_waits_for_tasks_spawned_while_waiting() -> None:
         await tasks.join()
         assert len(tasks) == 0
 
-    asyncio.run(main())
+    run_async(main)
     assert done == ["first", "second"]
 
 
@@ -53,7 +54,7 @@ def test_close_cancels_and_refuses_new_work() -> None:
         assert late.cr_frame is None  # closed, never run
         return seen
 
-    assert asyncio.run(main()) == ["cancelled"]
+    assert run_async(main) == ["cancelled"]
 
 
 def test_a_failing_task_is_logged_by_name(caplog: pytest.LogCaptureFixture) -> None:
@@ -66,5 +67,5 @@ def test_a_failing_task_is_logged_by_name(caplog: pytest.LogCaptureFixture) -> N
         await tasks.join()
 
     with caplog.at_level(logging.ERROR, logger="browserfleet.aio"):
-        asyncio.run(main())
+        run_async(main)
     assert any("owner:exploder" in r.getMessage() and r.exc_info for r in caplog.records)

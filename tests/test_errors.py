@@ -3,12 +3,10 @@ contract's body, and a runner that fails during a create is a 503, never a 500."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -34,8 +32,7 @@ from browserfleet.services import SERVICES, Services
 from browserfleet.sessions.manager import SessionManager
 from browserfleet.sessions.tokens import SigningKeys, ViewTokens
 from browserfleet.store.repo import Store
-
-T = TypeVar("T")
+from harness.server import run_async
 
 # What a client sees for each domain error: written out, so that a new error class (or a changed code)
 # fails here until someone decides its status.
@@ -62,14 +59,6 @@ def subclasses(cls: type[errors.BrowserfleetError]) -> Iterator[type[errors.Brow
     for sub in cls.__subclasses__():
         yield sub
         yield from subclasses(sub)
-
-
-def in_thread(coro: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await coro
-
-    with ThreadPoolExecutor(1) as thread:  # the sync Playwright fixture may hold this thread's loop
-        return thread.submit(asyncio.run, main()).result()
 
 
 def make(cls: type[errors.BrowserfleetError]) -> errors.BrowserfleetError:
@@ -99,7 +88,7 @@ def test_every_domain_error_has_a_status() -> None:
 @pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda cls: cls.__name__)
 def test_a_domain_error_is_answered_in_the_contracts_shape(cls: type[errors.BrowserfleetError]) -> None:
     error = make(cls)
-    status, headers, body = in_thread(answers(lambda: make(cls)))
+    status, headers, body = run_async(lambda: answers(lambda: make(cls)))
     assert status == EXPECTED[cls]
     # The message and nothing else: `detail` (paths, a browser's own output) never reaches a client.
     assert body == {"statusCode": status, "error": HTTPStatus(status).phrase, "message": error.message}
@@ -108,17 +97,17 @@ def test_a_domain_error_is_answered_in_the_contracts_shape(cls: type[errors.Brow
 
 
 def test_concurrency_limited_says_when_to_retry() -> None:
-    _status, headers, _body = in_thread(answers(lambda: errors.ConcurrencyLimited(3, 120)))
+    _status, headers, _body = run_async(lambda: answers(lambda: errors.ConcurrencyLimited(3, 120)))
     assert headers["x-ratelimit-limit"] == "3"
     assert headers["x-ratelimit-remaining"] == "0"
     assert headers["x-ratelimit-reset"] == "120"
     assert headers["retry-after"] == "60"  # never more than a minute: the Python SDKs ignore longer waits
-    _status, headers, _body = in_thread(answers(lambda: errors.ConcurrencyLimited(3, 0)))
+    _status, headers, _body = run_async(lambda: answers(lambda: errors.ConcurrencyLimited(3, 0)))
     assert headers["retry-after"] == "1"
 
 
 def test_the_bare_base_class_is_a_defect() -> None:
-    status, _headers, body = in_thread(answers(lambda: errors.BrowserfleetError("no kind of error")))
+    status, _headers, body = run_async(lambda: answers(lambda: errors.BrowserfleetError("no kind of error")))
     assert (status, body["message"]) == (500, "Internal server error")
 
 
@@ -184,7 +173,7 @@ async def create_with(runner: Runner, tmp: Path) -> list[tuple[int, CIMultiDict[
 @pytest.mark.parametrize("which", ["broken runner", "no uid left"])
 def test_a_runner_failing_during_a_create_is_a_503(which: str, tmp_path: Path) -> None:
     runner: Runner = BrokenRunner() if which == "broken runner" else no_uid_left(tmp_path)
-    for status, headers, body in in_thread(create_with(runner, tmp_path)):
+    for status, headers, body in run_async(lambda: create_with(runner, tmp_path)):
         assert status == 503
         why = "" if which == "broken runner" else ": every sandbox uid is in use by a browser"
         assert body == {

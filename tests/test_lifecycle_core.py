@@ -33,6 +33,7 @@ from browserfleet.sessions.lifecycle import (
 )
 from browserfleet.sessions.manager import SessionManager, SessionSpec, stored_setting
 from browserfleet.store.models import Project, Session
+from harness.server import run_async
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 EXPIRY = T0 + timedelta(minutes=5)
@@ -262,7 +263,7 @@ def run(test: Callable[[Rig], Coroutine[Any, Any, None]]) -> None:
         await rig.manager.shutdown()
         assert all(b.released for b in runner.browsers), "a browser was never released"
 
-    asyncio.run(asyncio.wait_for(main(), 5))
+    run_async(lambda: asyncio.wait_for(main(), 5))
 
 
 def client(closed: list[str], name: str) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -465,7 +466,7 @@ def test_a_create_whose_row_is_written_while_shutdown_runs_is_ended_not_left_run
         assert runner.browsers[0].released
         assert manager.find(row.id) is None and not len(manager._tasks)
 
-    asyncio.run(asyncio.wait_for(main(), 5))
+    run_async(lambda: asyncio.wait_for(main(), 5))
 
 
 class BlockingRunner(FakeRunner):
@@ -490,7 +491,7 @@ def test_a_launch_that_finishes_after_shutdown_began_is_released_and_refused() -
             await create
         assert runner.browsers[0].released and not store.rows
 
-    asyncio.run(asyncio.wait_for(main(), 5))
+    run_async(lambda: asyncio.wait_for(main(), 5))
 
 
 def test_a_row_that_cannot_be_written_releases_its_browser_and_slot() -> None:
@@ -507,7 +508,7 @@ def test_a_row_that_cannot_be_written_releases_its_browser_and_slot() -> None:
                 await manager.create(one, SessionSpec())
         assert len(runner.browsers) == 2 and all(b.released for b in runner.browsers)
 
-    asyncio.run(asyncio.wait_for(main(), 5))
+    run_async(lambda: asyncio.wait_for(main(), 5))
 
 
 def test_an_end_refused_at_shutdown_gets_one_last_try_and_does_not_hold_shutdown() -> None:
