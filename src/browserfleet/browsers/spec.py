@@ -30,10 +30,6 @@ class LaunchSpec:
     extension_id: str | None = None
     context_id: str | None = None  # its saved profile becomes the browser's
 
-    @property
-    def is_default(self) -> bool:
-        return self == LaunchSpec()
-
 
 @dataclass(frozen=True)
 class Viewport:

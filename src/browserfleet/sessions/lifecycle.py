@@ -39,9 +39,6 @@ class Status(StrEnum):
     ERROR = "ERROR"
 
 
-ENDED = frozenset({Status.COMPLETED, Status.TIMED_OUT, Status.ERROR})
-
-
 # -- events ----------------------------------------------------------------------------------------
 
 

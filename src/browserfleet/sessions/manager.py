@@ -135,7 +135,6 @@ class LiveSession:
 
     id: str
     project_id: str
-    expires_at: datetime
     browser: Browser
     spec: SessionSpec
     lifecycle: Lifecycle
@@ -146,8 +145,8 @@ class LiveSession:
     watcher: asyncio.Task[None] | None = None
 
     @property
-    def keep_alive(self) -> bool:
-        return self.spec.keep_alive
+    def expires_at(self) -> datetime:
+        return self.lifecycle.expires_at
 
 
 class SessionObserver(Protocol):
@@ -274,9 +273,7 @@ class SessionManager:
             await self._record(row.id, ending)
             await self.runner.release(browser)
             raise Unavailable("The server is shutting down")
-        live = LiveSession(
-            row.id, project.id, row.expires_at, browser, spec, Lifecycle(spec.keep_alive, row.expires_at), row
-        )
+        live = LiveSession(row.id, project.id, browser, spec, Lifecycle(spec.keep_alive, row.expires_at), row)
         self._live[row.id] = live
         delay = (row.expires_at - self.clock.now()).total_seconds()
         live.timer = self.clock.call_later(delay, lambda: self._spawn_end(live, Expired()))
