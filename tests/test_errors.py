@@ -20,6 +20,7 @@ from browserfleet.api.errors import error_middleware
 from browserfleet.artifacts.layout import ArtifactRoot
 from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
+from browserfleet.artifacts.storage import LocalBlobs
 from browserfleet.bootstrap import create_project
 from browserfleet.browsers.launcher import Browser, Launcher, Walls
 from browserfleet.browsers.sandbox import Mode
@@ -46,6 +47,8 @@ EXPECTED = {
     errors.TooLarge: 413,
     errors.Inapplicable: 422,
     errors.ConcurrencyLimited: 429,
+    errors.RateLimited: 429,
+    errors.NotOffered: 501,
     errors.Unavailable: 503,
     errors.BrowserError: 503,
     errors.LaunchFailed: 503,
@@ -62,8 +65,8 @@ def subclasses(cls: type[errors.BrowserfleetError]) -> Iterator[type[errors.Brow
 
 
 def make(cls: type[errors.BrowserfleetError]) -> errors.BrowserfleetError:
-    if cls is errors.ConcurrencyLimited:
-        return errors.ConcurrencyLimited(3, 120)
+    if cls in (errors.ConcurrencyLimited, errors.RateLimited):
+        return cls(3, 120)
     return cls(f"{cls.__name__}: what the client may read", "what only the operator may read")
 
 
@@ -153,6 +156,7 @@ async def create_with(runner: Runner, tmp: Path) -> list[tuple[int, CIMultiDict[
             Artifacts(root, store, Recordings(root, store), 5.0),
             ViewTokens(secret, purpose="media"),
             Limits(),
+            LocalBlobs(tmp / "blobs"),
         )
         app = web.Application(middlewares=[error_middleware])
         app[SERVICES] = svc

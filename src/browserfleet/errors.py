@@ -65,6 +65,24 @@ class ConcurrencyLimited(BrowserfleetError):
         self.reset_seconds = reset_seconds
 
 
+class RateLimited(BrowserfleetError):
+    """Too many session creations in the project's rolling minute (`reset_seconds`: until one more is
+    allowed)."""
+
+    def __init__(self, limit: int, reset_seconds: int) -> None:
+        super().__init__(
+            f"You've reached the maximum number of session creations per minute for this project ({limit}). "
+            f"Retry in {reset_seconds} s."
+        )
+        self.limit = limit
+        self.reset_seconds = reset_seconds
+
+
+class NotOffered(BrowserfleetError):
+    """A feature of the hosted service that a self-hosted server does not have (`search`, `agents`...):
+    the message names it."""
+
+
 # -- the server's fault ---------------------------------------------------------------------------
 
 

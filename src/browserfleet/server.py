@@ -11,15 +11,22 @@ import uvloop
 from aiohttp import web
 from rich.console import Console
 
+from browserfleet.api import certificates as certificate_routes
+from browserfleet.api import contexts as context_routes
 from browserfleet.api import errors
+from browserfleet.api import extensions as extension_routes
+from browserfleet.api import fetch as fetch_routes
 from browserfleet.api import files as file_routes
 from browserfleet.api import openapi as openapi_routes
 from browserfleet.api import projects as project_routes
 from browserfleet.api import replays as replay_routes
 from browserfleet.api import sessions as session_routes
+from browserfleet.api import unsupported as unsupported_routes
 from browserfleet.artifacts.layout import ArtifactRoot
+from browserfleet.artifacts.provision import ServerProvisioner
 from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
+from browserfleet.artifacts.storage import LocalBlobs
 from browserfleet.bootstrap import bootstrap
 from browserfleet.browsers import cgroups, netns, process, sandbox
 from browserfleet.browsers.launcher import Launcher, Walls
@@ -102,6 +109,8 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     browser_walls, report = walls(settings)
     for line in report:
         (log.warning if browser_walls.refusal or "OFF" in line else log.info)(line)
+    blobs = LocalBlobs(settings.data_dir.resolve() / "blobs")
+    blobs.remove_leftovers()
     launcher = Launcher(
         settings.chromium_path,
         settings.extra_chromium_args,
@@ -110,6 +119,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         isolate=isolate,
         egress_rules=settings.egress_rules(),
         walls=browser_walls,
+        provisioner=ServerProvisioner(store, blobs),
     )
     pool_size = 0 if browser_walls.refusal else settings.pool_size
     runner = LocalRunner(launcher, pool_size, settings.max_parallel_launches, settings.pool_min_free_mb)
@@ -137,6 +147,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
             settings.max_message_mb * MIB,
             Budget(settings.reassembly_budget_mb * MIB),
         ),
+        blobs,
     )
 
     # Bodies beyond 1 MiB are only for uploads, which read their own stream with their own limit.
@@ -144,6 +155,11 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     app[SERVICES] = services
     app.add_routes(session_routes.routes)
     app.add_routes(project_routes.routes)
+    app.add_routes(context_routes.routes)
+    app.add_routes(extension_routes.routes)
+    app.add_routes(certificate_routes.routes)
+    app.add_routes(fetch_routes.routes)
+    app.add_routes(unsupported_routes.routes)
     app.add_routes(file_routes.routes)
     app.add_routes(replay_routes.routes)
     app.add_routes(openapi_routes.routes)

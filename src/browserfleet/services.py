@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from browserfleet.artifacts.service import Artifacts
+from browserfleet.artifacts.storage import Blobs
 from browserfleet.config import Settings
 from browserfleet.gateway.frames import Limits
 from browserfleet.sessions.manager import SessionManager
@@ -24,6 +25,7 @@ class Services:
     artifacts: Artifacts
     media_tokens: ViewTokens  # replay segments and MP4 exports
     link_limits: Limits  # the gateway's message cap and reassembly budgets (one budget per process)
+    blobs: Blobs  # contexts' archives, extensions' zips
 
     def public_base(self, request: web.Request) -> str:
         """http(s)://host[:port][/prefix] as clients reach this server."""

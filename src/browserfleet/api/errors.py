@@ -36,6 +36,8 @@ from browserfleet.errors import (
     Inapplicable,
     InvalidRequest,
     NotFound,
+    NotOffered,
+    RateLimited,
     TooLarge,
     Unauthenticated,
     Unavailable,
@@ -58,6 +60,8 @@ STATUS: dict[type[BrowserfleetError], int] = {
     TooLarge: 413,
     Inapplicable: 422,
     ConcurrencyLimited: 429,
+    RateLimited: 429,
+    NotOffered: 501,
     Unavailable: 503,
     BrowserUnreachable: 502,  # the browser is there but did not answer: the gateway's "bad gateway"
     BrowserError: 503,
@@ -102,7 +106,7 @@ def describe(error: ValidationError) -> str:
 
 def error_headers(exc: BrowserfleetError) -> dict[str, str] | None:
     """The headers a domain error's answer carries besides its body."""
-    if isinstance(exc, ConcurrencyLimited):
+    if isinstance(exc, (ConcurrencyLimited, RateLimited)):
         headers = rate_limit_headers(exc.limit, 0, exc.reset_seconds)
         # Python SDKs ignore retry-after over 60 s and Node ones wait for it: never ask for more.
         headers["retry-after"] = str(max(1, min(exc.reset_seconds, 60)))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from browserfleet.browsers import egress
-from browserfleet.browsers.spec import LaunchSpec
 
 # Lean and quiet: no first-run UI, no background traffic to Google (updates, sync, safe browsing,
 # variations, metrics), and the WebUI omnibox popups off (they cost ~57 MB per browser).
@@ -35,25 +36,13 @@ DEFAULT_FLAGS = (
 EGRESS_FLAGS = (f"--proxy-server=http://127.0.0.1:{egress.PORT}", "--proxy-bypass-list=<-loopback>")
 
 
-def spec_arguments(spec: LaunchSpec) -> tuple[str, ...]:
-    """The arguments `spec` adds to a browser's command line. Two specs with the same arguments launch
-    the same browser, so a pooled browser can serve either.
-
-    None yet: an extension or a context's profile is accepted and stored but not loaded
-    (docs/architecture.md, "Where the code bends"); they will add their arguments here, and from then
-    on a session asking for one launches cold."""
-    if spec.engine != "chromium":
-        raise ValueError(f"no such engine: {spec.engine}")
-    return ()
-
-
 def command_line(
-    executable: str, user_data_dir: str, extra: list[str], sandbox: bool, spec: LaunchSpec | None = None
+    executable: str, user_data_dir: str, extra: list[str], sandbox: bool, spec_args: Sequence[str] = ()
 ) -> list[str]:
-    """Chromium's arguments for a browser launched as `spec`; `user_data_dir` as the browser will see it
-    (inside its jail, if any)."""
+    """Chromium's arguments; `user_data_dir` as the browser will see it (inside its jail, if any), and
+    `spec_args` what its `LaunchSpec` adds (from the provisioner that filled its profile)."""
     args = [executable, *DEFAULT_FLAGS, f"--user-data-dir={user_data_dir}"]
-    args.extend(spec_arguments(spec or LaunchSpec()))
+    args.extend(spec_args)
     if not sandbox:
         args.append("--no-sandbox")  # only when the operator allowed unsandboxed browsers
     args.extend(extra)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -27,9 +27,13 @@ from browserfleet.aio import Tasks
 from browserfleet.browsers import cgroups, flags, netns, process, sandbox
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
+from browserfleet.browsers.provision import FreshProfile, NoProvisioner, Provisioner
 from browserfleet.browsers.sandbox import Mode, View
 from browserfleet.browsers.spec import LaunchSpec
 from browserfleet.errors import BrowserUnreachable, LaunchFailed
+
+if TYPE_CHECKING:
+    from browserfleet.browsers.agent import BrowserAgent
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class Browser:
     uid: int | None = None
     groups: cgroups.BrowserGroups | None = None
     on_closed: collections.abc.Callable[[Browser], None] | None = None
+    agent: BrowserAgent | None = None  # applies the session's AppliedSpec (browsers/agent.py)
     version: dict[str, Any] = field(default_factory=dict)
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     _watch: asyncio.Task[int] | None = None
@@ -189,6 +194,9 @@ class Browser:
         """Kill the whole process tree, reap it and remove the profile. Safe to call twice.
 
         The kill and the reaping read every process's command line in /proc: they run in a thread."""
+        if self.agent is not None:
+            agent, self.agent = self.agent, None
+            await agent.close()
         pids = await asyncio.to_thread(_kill, self.pid, self.profile_dir, self.groups)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self.exited), timeout=10)
@@ -258,7 +266,9 @@ class Launcher:
         isolate: bool,
         egress_rules: EgressRules | None = None,
         walls: Walls | None = None,
+        provisioner: Provisioner | None = None,
     ) -> None:
+        self.provisioner: Provisioner = provisioner or NoProvisioner()
         self.egress_rules = egress_rules or EgressRules()
         self.executable = executable
         self.extra_args = extra_args
@@ -292,22 +302,22 @@ class Launcher:
             (profile / "tmp").symlink_to(tempfile.mkdtemp(prefix=TMP_PREFIX))
         return profile
 
+    def _view(self, profile: Path) -> View:
+        return View(profile, sandbox.INSIDE_PROFILE) if self.jailed else View(profile)
+
     def _command(
-        self, profile: Path, uid: int | None, spec: LaunchSpec
-    ) -> tuple[list[str], dict[str, str], View]:
+        self, profile: Path, uid: int | None, spec_args: list[str]
+    ) -> tuple[list[str], dict[str, str]]:
         extra = [*flags.EGRESS_FLAGS, *self.extra_args] if self.isolate else self.extra_args
         sandboxed = self.walls.mode is not Mode.UNSANDBOXED
+        view = self._view(profile)
+        chromium = flags.command_line(
+            self.executable, view.to_browser(profile / "user-data"), extra, sandboxed, spec_args
+        )
         if self.jailed:
             assert self.walls.support is not None and uid is not None
-            view = View(profile, sandbox.INSIDE_PROFILE)
-            chromium = flags.command_line(
-                self.executable, view.to_browser(profile / "user-data"), extra, True, spec
-            )
-            command = sandbox.jail_command(self.walls.support, chromium, profile, uid)
-            return command, {"PATH": "/usr/bin:/bin"}, view
-        view = View(profile)
-        command = flags.command_line(self.executable, str(profile / "user-data"), extra, sandboxed, spec)
-        return command, sandbox.environment(profile, str((profile / "tmp").readlink())), view
+            return sandbox.jail_command(self.walls.support, chromium, profile, uid), {"PATH": "/usr/bin:/bin"}
+        return chromium, sandbox.environment(profile, str((profile / "tmp").readlink()))
 
     async def launch(self, spec: LaunchSpec | None = None) -> Browser:
         """A browser started as `spec` says (the default spec if None), ready for CDP."""
@@ -337,10 +347,19 @@ class Launcher:
                 groups = await asyncio.to_thread(
                     cgroups.BrowserGroups.create, self.walls.hierarchy, profile.name, self.walls.limits
                 )
-            command, env, view = self._command(profile, uid, spec)
+            view = self._view(profile)
+            spec_args = (
+                []
+                if spec.pooled
+                else await self.provisioner.provision(spec, FreshProfile(profile, view, uid))
+            )
+            command, env = self._command(profile, uid, spec_args)
         except OSError as exc:
             await asyncio.to_thread(undo)
             raise LaunchFailed("cannot prepare the browser's profile or cgroups", str(exc)) from exc
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(undo))
+            raise
         isolate = self.isolate
 
         def in_child() -> None:  # between fork and exec: only what must happen before Chromium runs

@@ -29,6 +29,12 @@ class LaunchSpec:
     engine: Literal["chromium"] = "chromium"
     extension_id: str | None = None
     context_id: str | None = None  # its saved profile becomes the browser's
+    ca_certificates: tuple[str, ...] = ()  # ids of CA certificates (/v1/certificates) it must trust
+
+    @property
+    def pooled(self) -> bool:
+        """Whether a warm-pool browser (launched as `LaunchSpec()`) can serve it."""
+        return self == LaunchSpec()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from browserfleet.browsers import applied
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.pool import WarmPool
@@ -26,10 +27,15 @@ class LocalRunner:
 
     async def acquire(self, spec: BrowserSpec) -> Browser:
         browser = self.pool.take(spec.launch)
-        if browser is not None:
-            return browser
-        async with self._launch_slots:
-            return await self.launcher.launch(spec.launch)
+        if browser is None:
+            async with self._launch_slots:
+                browser = await self.launcher.launch(spec.launch)
+        try:
+            await applied.apply(browser, spec.applied)
+        except BaseException:
+            await asyncio.shield(self.release(browser))
+            raise
+        return browser
 
     async def release(self, browser: Browser) -> None:
         try:

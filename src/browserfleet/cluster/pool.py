@@ -20,7 +20,6 @@ import logging
 import psutil
 
 from browserfleet.aio import Tasks
-from browserfleet.browsers import flags
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import LaunchSpec
 from browserfleet.errors import LaunchFailed
@@ -55,8 +54,8 @@ class WarmPool:
 
     def take(self, spec: LaunchSpec) -> Browser | None:
         """A ready browser that `spec` would have launched, or None: the pool is empty, or `spec` asks
-        for a command line other than the default one its browsers were launched with."""
-        if flags.spec_arguments(spec) != flags.spec_arguments(LaunchSpec()):
+        for something (a profile, an extension) its browsers were not launched with."""
+        if not spec.pooled:
             return None
         while self._ready:
             browser = self._ready.popleft()

@@ -15,7 +15,8 @@ from browserfleet.browsers.spec import BrowserSpec
 
 class Runner(Protocol):
     async def acquire(self, spec: BrowserSpec) -> Browser:
-        """A ready browser launched as `spec.launch` asks, used by one session only.
+        """A ready browser launched as `spec.launch` asks, with `spec.applied` applied (its agent
+        started, `browsers/applied.py`), used by one session only.
 
         Raises `LaunchFailed` when no browser could be started (the sandbox refused, Chromium did not
         come up in time), or another `BrowserError` (`BrowserUnreachable`: where browsers run cannot be

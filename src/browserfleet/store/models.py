@@ -61,6 +61,8 @@ class Project(Base):
     owner_id: Mapped[str] = mapped_column(String(64))
     default_timeout: Mapped[int] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(BigInteger)  # BIGINT on PostgreSQL (0005): SQLite's range
+    # Session creations allowed per rolling 60 s (None: no such limit, the default).
+    creations_per_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -198,3 +200,55 @@ class ServerSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(StoredText)
+
+
+class BrowserContext(Base):
+    """A context (`/v1/contexts`): a saved Chromium profile. Its archive (encrypted) is kept by the
+    artifact storage under `archive_key`; none until a session first persists it."""
+
+    __tablename__ = "contexts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str | None] = mapped_column(StoredText, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    archive_key: Mapped[str | None] = mapped_column(StoredText, nullable=True)
+    archive_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    archive_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # of the stored bytes
+    # The running session persisting into it, if any (two may not: the second create is a 409).
+    persisting_session: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class Extension(Base):
+    """An uploaded extension (`/v1/extensions`): its zip is kept by the artifact storage."""
+
+    __tablename__ = "extensions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    file_name: Mapped[str] = mapped_column(StoredText)
+    name: Mapped[str] = mapped_column(StoredText, default="")  # manifest.json's
+    version: Mapped[str] = mapped_column(StoredText, default="")
+    archive_key: Mapped[str] = mapped_column(StoredText)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Certificate(Base):
+    """A CA certificate (`/v1/certificates`) sessions may be told to trust (PEM text)."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    pem: Mapped[str] = mapped_column(StoredText)
+    subject: Mapped[str] = mapped_column(StoredText, default="")
+    sha256: Mapped[str] = mapped_column(String(64))  # of the DER
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

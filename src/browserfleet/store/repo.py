@@ -6,16 +6,20 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import defer
+from sqlalchemy.sql import ColumnElement
 
 from browserfleet.store import db
 from browserfleet.store.models import (
     ApiKey,
+    BrowserContext,
+    Certificate,
     Download,
+    Extension,
     MetadataLeaf,
     Project,
     ServerSecret,
@@ -26,6 +30,7 @@ from browserfleet.store.models import (
 )
 
 ENDED = ("COMPLETED", "ERROR", "TIMED_OUT")
+R = TypeVar("R", BrowserContext, Extension, Certificate)
 
 
 class Store:
@@ -279,3 +284,59 @@ class Store:
         async with self._sessions() as s:
             query = select(SessionSample).where(SessionSample.session_id == session_id)
             return (await s.scalars(query.order_by(SessionSample.at))).all()
+
+    # -- a project's resources: contexts, extensions, certificates (soft-deleted) ----------------
+
+    async def add_resource(self, row: BrowserContext | Extension | Certificate) -> None:
+        async with self._sessions.begin() as s:
+            s.add(row)
+
+    async def resource(self, kind: type[R], resource_id: str, project_id: str | None = None) -> R | None:
+        """The live (not deleted) resource, in `project_id` if given."""
+        query = select(kind).where(kind.id == resource_id, kind.deleted_at.is_(None))
+        if project_id is not None:
+            query = query.where(kind.project_id == project_id)
+        async with self._sessions() as s:
+            return (await s.execute(query)).scalar_one_or_none()
+
+    async def resources(self, kind: type[R], project_id: str) -> Sequence[R]:
+        query = (
+            select(kind)
+            .where(kind.project_id == project_id, kind.deleted_at.is_(None))
+            .order_by(kind.created_at.desc())
+        )
+        async with self._sessions() as s:
+            return (await s.execute(query)).scalars().all()
+
+    async def update_resource(
+        self, kind: type[R], resource_id: str, when: ColumnElement[bool] | None = None, **fields: Any
+    ) -> bool:
+        """Set `fields` on the live resource (and `updated_at`, unless given), where `when` also holds:
+        whether a row changed (a compare-and-set when `when` is given)."""
+        query = update(kind).where(kind.id == resource_id, kind.deleted_at.is_(None))
+        if when is not None:
+            query = query.where(when)
+        async with self._sessions.begin() as s:
+            result = await s.execute(query.values(**fields))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def delete_resource(self, kind: type[R], resource_id: str, project_id: str, when: datetime) -> bool:
+        """Mark it deleted: false if there was no live one in the project."""
+        query = (
+            update(kind)
+            .where(kind.id == resource_id, kind.project_id == project_id, kind.deleted_at.is_(None))
+            .values(deleted_at=when, updated_at=when)
+        )
+        async with self._sessions.begin() as s:
+            result = await s.execute(query)
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def context_named(self, project_id: str, name: str) -> BrowserContext | None:
+        """The project's live context of that name, compared case-insensitively."""
+        query = select(BrowserContext).where(
+            BrowserContext.project_id == project_id,
+            BrowserContext.deleted_at.is_(None),
+            func.lower(BrowserContext.name) == name.lower(),
+        )
+        async with self._sessions() as s:
+            return (await s.execute(query)).scalars().first()

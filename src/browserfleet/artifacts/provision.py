@@ -1,0 +1,31 @@
+"""The server's `Provisioner`: writes what a session's `LaunchSpec` names (its context's saved profile,
+its extension, the CA certificates it trusts) into a fresh profile before Chromium starts.
+
+Each setting has its own step in its own module (`contexts`, `extensions`, `certificates`); this
+module only runs them in order and gathers their Chromium arguments.
+"""
+
+from __future__ import annotations
+
+from browserfleet.artifacts.storage import Blobs
+from browserfleet.browsers.provision import FreshProfile
+from browserfleet.browsers.spec import LaunchSpec
+from browserfleet.store.repo import Store
+
+
+class ServerProvisioner:
+    def __init__(self, store: Store, blobs: Blobs) -> None:
+        self.store = store
+        self.blobs = blobs
+
+    async def provision(self, spec: LaunchSpec, profile: FreshProfile) -> list[str]:
+        args: list[str] = []
+        # Each step is filled in by its feature (issue 10): a spec naming one of them must not launch
+        # as if it did not.
+        if spec.context_id is not None:
+            raise NotImplementedError("contexts")
+        if spec.extension_id is not None:
+            raise NotImplementedError("extensions")
+        if spec.ca_certificates:
+            raise NotImplementedError("certificates")
+        return args
