@@ -9,6 +9,15 @@ Every destination is resolved once, every address it resolves to is checked agai
 is not tried at all), and only then is a connection made, to exactly those checked addresses. A refusal
 is a `403` with a short text body and no connection attempt; a malformed request, a head over 64 KiB or
 a bad port is a `400`; a head not complete within 30 s is cut with a `408`.
+
+Upstream proxies (a session's `proxies`, `browsers/upstream.py`): when the session's `routes` send a host
+through an upstream HTTP proxy, the egress rules apply to the upstream proxy's own address (resolved and
+checked here like any destination), and the destination host is named to the upstream as the browser
+named it, for the upstream to resolve. CONNECT is sent on as CONNECT, plain http as an absolute-form
+request, with `Proxy-Authorization: Basic` when the route has credentials. An upstream that cannot be
+reached, refuses the credentials (407) or answers badly is a `502` whose body says which (Chromium shows
+it for http pages; for https it reports a tunnel failure); one that does not answer a CONNECT in time, a
+`504`. Bytes to and from upstream proxies are counted in `proxy_bytes` (the session's `proxyBytes`).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from urllib.parse import urlsplit
 
 from browserfleet.browsers import netns
 from browserfleet.browsers.addresses import EgressRules, normal_name, parse_address
+from browserfleet.browsers.upstream import ProxyRoutes, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +44,14 @@ CONNECT_TIMEOUT = 30.0  # seconds to reach the destination, all its addresses to
 LINGER = 1.0  # seconds a refused client may go on sending before the connection is closed
 _REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/1\.[01])")
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*")
-_STATUS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 502: "Bad Gateway"}
+_STATUS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    408: "Request Timeout",
+    502: "Bad Gateway",
+    504: "Gateway Timeout",
+}
+UPSTREAM_TIMEOUT = 30.0  # seconds an upstream proxy has to answer a CONNECT (or a request's status line)
 
 
 class Refusal(Exception):
@@ -58,7 +75,10 @@ class EgressProxy:
         self.rules = rules
         self.head_timeout = head_timeout
         self.port = PORT
-        self.bytes = 0  # through the proxy in both directions (proxyBytes, later)
+        self.bytes = 0  # through the proxy in both directions
+        self.routes = ProxyRoutes()  # which hosts go through which upstream proxy (none: all direct)
+        self.proxy_bytes = 0  # to and from upstream proxies (the session's proxyBytes)
+        self.upstream_timeout = UPSTREAM_TIMEOUT
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -107,9 +127,10 @@ class EgressProxy:
         method, target, version, headers = _parse(await self._read_head(reader))
         if method == "CONNECT":
             host, port = _authority(target)
-            upstream = await self._open(host, port)
+            via = self.routes.upstream_for(host)
+            upstream = await (self._open(host, port) if via is None else self._tunnel_via(via, host, port))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            await self._pipe(reader, writer, *upstream)
+            await self._pipe(reader, writer, *upstream, proxied=via is not None)
             return
         try:
             url = urlsplit(target)
@@ -120,6 +141,9 @@ class EgressProxy:
             raise Refusal(400, "a proxy request needs an absolute http:// URL (or CONNECT)")
         if url.port == 0:
             raise Refusal(400, "port 0 is not a port")
+        if (via := self.routes.upstream_for(url.hostname)) is not None:
+            await self._forward_via(via, f"{method} {target} {version}", headers, reader, writer)
+            return
         upstream = await self._open(url.hostname, port)
         path = (url.path or "/") + (f"?{url.query}" if url.query else "")
         kept = "".join(f"{h}\r\n" for h in headers if h.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP)
@@ -208,6 +232,7 @@ class EgressProxy:
         client_w: asyncio.StreamWriter,
         upstream_r: asyncio.StreamReader,
         upstream_w: asyncio.StreamWriter,
+        proxied: bool = False,
     ) -> None:
         async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             # A side gone away ends this direction, not the other (uvloop raises RuntimeError for a write
@@ -215,6 +240,8 @@ class EgressProxy:
             with contextlib.suppress(OSError, RuntimeError):
                 while chunk := await source.read(65536):
                     self.bytes += len(chunk)
+                    if proxied:
+                        self.proxy_bytes += len(chunk)
                     sink.write(chunk)
                     await sink.drain()
                 if sink.can_write_eof():
@@ -229,6 +256,113 @@ class EgressProxy:
                 to_client.add_done_callback(lambda _done: to_upstream.cancel())
         finally:
             upstream_w.close()
+
+    # -- upstream proxies --------------------------------------------------------------------------
+
+    async def _reach(self, via: Upstream) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the upstream proxy, its address checked by the egress rules like any other."""
+        try:
+            return await self._open(via.host, via.port)
+        except Refusal as refusal:
+            reason = refusal.reason.removeprefix("this session may not reach ")
+            if refusal.status == 403:
+                raise Refusal(403, f"this session may not reach its upstream proxy {reason}") from None
+            raise Refusal(refusal.status, f"the session's upstream proxy: {reason}") from None
+
+    def _sent(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        self.proxy_bytes += len(data)
+        writer.write(data)
+
+    async def _reply(self, via: Upstream, reader: asyncio.StreamReader, what: str) -> tuple[int, bytes]:
+        """The status and the bytes of the upstream's reply head (a CONNECT's) or status line."""
+        until = b"\r\n\r\n" if what == "CONNECT" else b"\r\n"
+        try:
+            head = await asyncio.wait_for(reader.readuntil(until), self.upstream_timeout)
+        except TimeoutError:
+            raise Refusal(
+                504,
+                f"the session's upstream proxy {via.label} did not answer within {self.upstream_timeout:g} s",
+            ) from None
+        except asyncio.IncompleteReadError:
+            raise Refusal(502, f"the session's upstream proxy {via.label} closed the connection") from None
+        except asyncio.LimitOverrunError:
+            raise Refusal(502, f"the session's upstream proxy {via.label} sent an oversized reply") from None
+        self.proxy_bytes += len(head)
+        match = _STATUS_LINE.match(head)
+        if match is None:
+            raise Refusal(502, f"the session's upstream proxy {via.label} did not answer in HTTP")
+        return int(match.group(1)), head
+
+    def _refused(self, via: Upstream, status: int, what: str) -> Refusal:
+        if status == 407:
+            told = "refused the credentials" if via.authorization else "wants credentials, and got none"
+            why = f"the session's upstream proxy {via.label} {told} (407 Proxy Authentication Required)"
+        else:
+            why = f"the session's upstream proxy {via.label} refused {what} ({status})"
+        log.warning("egress: %s", why)
+        return Refusal(502, why)
+
+    def _auth(self, via: Upstream) -> str:
+        return f"Proxy-Authorization: {via.authorization}\r\n" if via.authorization else ""
+
+    async def _tunnel_via(
+        self, via: Upstream, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A tunnel to `host:port` through the upstream proxy (CONNECT), once it has said 2xx."""
+        reader, writer = await self._reach(via)
+        try:
+            target = f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+            self._sent(
+                writer, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{self._auth(via)}\r\n".encode()
+            )
+            status, _head = await self._reply(via, reader, "CONNECT")
+            if not 200 <= status < 300:
+                raise self._refused(via, status, f"CONNECT {target}")
+            return reader, writer
+        except BaseException:
+            writer.close()
+            raise
+
+    async def _forward_via(
+        self,
+        via: Upstream,
+        request_line: str,
+        headers: list[str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """A plain-http request sent on to the upstream proxy in absolute form (one per connection).
+
+        Without a request body, the upstream's status line is read first, so that a 407 becomes this
+        proxy's own clear 502; with a body (the upstream may wait for it), the answer is passed on as is."""
+        up_r, up_w = await self._reach(via)
+        try:
+            kept = "".join(
+                f"{h}\r\n" for h in headers if h.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP
+            )
+            head = f"{request_line}\r\n{kept}{self._auth(via)}Connection: close\r\n\r\n"
+            self._sent(up_w, head.encode("latin-1"))
+            if not _has_body(headers):
+                status, line = await self._reply(via, up_r, request_line.split(" ", 1)[0])
+                if status == 407:
+                    raise self._refused(via, status, "the request")
+                writer.write(line)
+        except BaseException:
+            up_w.close()
+            raise
+        await self._pipe(reader, writer, up_r, up_w, proxied=True)
+
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?\r\n")
+
+
+def _has_body(headers: list[str]) -> bool:
+    for line in headers:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "transfer-encoding" or (name == "content-length" and value.strip() not in ("", "0")):
+            return True
+    return False
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
