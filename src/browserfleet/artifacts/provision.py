@@ -1,8 +1,9 @@
 """The server's `Provisioner`: writes what a session's `LaunchSpec` names (its context's saved profile,
 its extension, the CA certificates it trusts) into a fresh profile before Chromium starts.
 
-Each setting has its own step in its own module (`contexts`, `extensions`, `certificates`); this
-module only runs them in order and gathers their Chromium arguments.
+Each setting has its own step in its own module (`contexts`, `extensions`); this module only runs them
+in order and gathers their Chromium arguments. (CA certificates are not a launch-time setting: they are
+added to a browser after it is taken, `browsers/trust.py`.)
 """
 
 from __future__ import annotations
@@ -26,6 +27,4 @@ class ServerProvisioner:
             raise NotImplementedError("contexts")
         if spec.extension_id is not None:
             raise NotImplementedError("extensions")
-        if spec.ca_certificates:
-            raise NotImplementedError("certificates")
         return args

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from browserfleet.aio import Tasks
-from browserfleet.browsers import cgroups, flags, netns, process, sandbox
+from browserfleet.browsers import cgroups, flags, netns, process, sandbox, trust
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
 from browserfleet.browsers.provision import FreshProfile, NoProvisioner, Provisioner
@@ -292,6 +292,7 @@ class Launcher:
             if uid is not None:
                 os.chown(profile / sub, uid, uid)
         (profile / "uploads").mkdir(mode=0o755)
+        trust.prepare(profile / "home", uid)  # so CA certificates can be added once it runs
         if uid is not None:
             profile.chmod(0o755)
         else:

@@ -6,8 +6,9 @@ It is split by when a setting can take effect:
   profile, the engine. A pooled browser serves a session only if it was launched with an equal
   `LaunchSpec`; any other launches cold.
 * `AppliedSpec` can be applied to any browser after it is taken, over CDP or at the egress proxy:
-  viewport, user agent and client hints, locale and timezone, proxies, allowed domains, ad blocking.
-  So the common clients (Stagehand always sends a viewport) still get a warm browser.
+  viewport, user agent and client hints, locale and timezone, proxies, allowed domains, ad blocking,
+  and CA certificates to trust (added to the running browser's NSS database, which Chromium reads at
+  each verification). So the common clients (Stagehand always sends a viewport) still get a warm browser.
 
 Values only: no I/O, no HTTP, nothing of the request that built them. Secrets (proxy passwords) are
 kept for use but never serialised by `summary()`, which is what is stored with the session.
@@ -29,7 +30,6 @@ class LaunchSpec:
     engine: Literal["chromium"] = "chromium"
     extension_id: str | None = None
     context_id: str | None = None  # its saved profile becomes the browser's
-    ca_certificates: tuple[str, ...] = ()  # ids of CA certificates (/v1/certificates) it must trust
 
     @property
     def pooled(self) -> bool:
@@ -63,6 +63,14 @@ class ProxyRule:
 
 
 @dataclass(frozen=True)
+class TrustedCa:
+    """A CA certificate (`/v1/certificates`) the browser must trust: its id and its DER bytes."""
+
+    id: str
+    der: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class AppliedSpec:
     """What is applied to a browser after it is taken (over CDP, or at its egress proxy)."""
 
@@ -79,6 +87,7 @@ class AppliedSpec:
     captcha_input_selector: str | None = None
     verified: bool = False  # advancedStealth (deprecated) counts as verified
     ignore_certificate_errors: bool = False
+    ca_certificates: tuple[TrustedCa, ...] = ()  # proxySettings.caCertificates
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class BrowserSpec:
 def _json(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_json(v) for v in value]
+    if isinstance(value, TrustedCa):
+        return value.id
     if isinstance(value, ProxyRule):
         rule = {k: _json(v) for k, v in vars(value).items() if v is not None and k != "password"}
         if value.password is not None:
