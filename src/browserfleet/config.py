@@ -12,6 +12,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from browserfleet.browsers.addresses import EgressRules, parse_allow_list, parse_hosts
+from browserfleet.browsers.spec import ProxyRule
+from browserfleet.browsers.upstream import parse_pool
 
 
 def default_pool_size() -> int:
@@ -146,3 +148,17 @@ class Settings(BaseSettings):
         if self.session_disk_mb is None:
             self.session_disk_mb = default_session_disk_mb(self.data_dir)
         return self.session_disk_mb * 1024 * 1024 or None
+
+    # The operator's upstream proxies, for `proxies: true`, `{type: "browserbase"}` and the connect URL's
+    # `enableProxy=true` (docs/proxies.md): a JSON array of entries like a create body's `proxies`
+    # (optionally labelled with a `geolocation`), or a comma-separated list of http:// proxy URLs.
+    proxies: str = ""
+
+    @field_validator("proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_pool(value)  # a bad entry stops the server at start, named in the error
+        return value
+
+    def server_proxies(self) -> tuple[ProxyRule, ...]:
+        return parse_pool(self.proxies)

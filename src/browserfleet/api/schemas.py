@@ -67,6 +67,10 @@ class BrowserSettings(_Open):
     fingerprint: dict[str, Any] | None = None
 
 
+class ProxySettings(_Open):
+    caCertificates: list[str] | None = Field(default=None, max_length=32)  # ids from /v1/certificates
+
+
 class CreateSession(_Open):
     projectId: str | None = None
     extensionId: str | None = None
@@ -74,7 +78,7 @@ class CreateSession(_Open):
     timeout: int | None = Field(default=None, ge=60, le=21600)
     keepAlive: bool | None = None
     proxies: bool | list[ProxyEntry] | None = None
-    proxySettings: dict[str, Any] | None = None
+    proxySettings: ProxySettings | None = None
     region: Region | None = None
     userMetadata: dict[str, Any] | None = None
 

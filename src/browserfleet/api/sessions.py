@@ -7,6 +7,7 @@ from aiohttp import web
 from browserfleet.api import schemas
 from browserfleet.api.context import caller, existing_id, services
 from browserfleet.api.errors import json_body, rate_limit_headers
+from browserfleet.api.network import network_spec
 from browserfleet.api.openapi import operation
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
 from browserfleet.errors import NotFound
@@ -31,7 +32,9 @@ async def create_session(request: web.Request) -> web.Response:
     body = schemas.CreateSession.model_validate(await json_body(request))
     check_project_id(project, body.projectId)
     svc = services(request)
-    row = await svc.manager.create(project, session_spec(body))
+    ca_ids = (body.proxySettings.caCertificates if body.proxySettings else None) or []
+    spec = await network_spec(session_spec(body), svc.settings, svc.store, project.id, ca_ids)
+    row = await svc.manager.create(project, spec)
     payload = schemas.CreatedSession(
         **schemas.session_fields(row),
         connectUrl=svc.connect_url(request, row.id),

@@ -1,5 +1,7 @@
 """The artifacts side of every session: starts capture when a session goes live, finishes it (downloads
-saved, CDP log flushed, recordings queued for encoding) when it ends, and samples CPU and memory.
+saved, CDP log flushed, recordings queued for encoding) when it ends, and samples CPU and memory, and
+the bytes its browser sent through upstream proxies (`proxyBytes`, written with each pass of samples and
+once more at the end).
 
 Owns, and ends: each session's capture and CDP log (at the session's end, even when finishing them
 times out), the tasks that start captures, the sampler, and the Recordings (at `close()`, which the
@@ -41,6 +43,7 @@ class Tracked:
     cpu: list[float] = field(default_factory=list)
     peak_memory: int = 0
     baselined: bool = False  # sampled once at the start: CPU counts from then, not from the pool
+    proxy_bytes: int = 0  # as last written to the session's row
 
 
 class Artifacts:
@@ -186,7 +189,8 @@ class Artifacts:
                     session_id=sid, at=at, cpu_percent=sample.cpu_percent, memory_bytes=sample.memory_bytes
                 )
             )
-        if rows:
+        proxied = _proxy_bytes(sessions)
+        if rows or proxied:
             totals = {
                 row.session_id: (
                     round(statistics.fmean(sessions[row.session_id].cpu)),
@@ -194,4 +198,16 @@ class Artifacts:
                 )
                 for row in rows
             }
-            await self.store.add_samples(rows, totals)
+            await self.store.add_samples(rows, totals, proxied)
+            for sid, count in proxied.items():
+                sessions[sid].proxy_bytes = count
+
+
+def _proxy_bytes(sessions: dict[str, Tracked]) -> dict[str, int]:
+    """Each session's bytes through upstream proxies, where they grew since they were last written."""
+    grown = {}
+    for sid, tracked in sessions.items():
+        egress = tracked.capture.browser.egress
+        if egress is not None and egress.proxy_bytes > tracked.proxy_bytes:
+            grown[sid] = egress.proxy_bytes
+    return grown

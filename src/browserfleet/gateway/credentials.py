@@ -11,7 +11,10 @@ from aiohttp import web
 
 from browserfleet.api.auth import project_for_key
 from browserfleet.api.context import well_formed_id
-from browserfleet.errors import InvalidRequest, NotFound, Unauthenticated
+from browserfleet.api.network import resolved_proxies
+from browserfleet.browsers import applied
+from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, ProxyRule
+from browserfleet.errors import BrowserError, InvalidRequest, NotFound, Unauthenticated, Unavailable
 from browserfleet.services import Services
 from browserfleet.sessions.manager import LiveSession, SessionSpec
 from browserfleet.store.models import Project
@@ -50,9 +53,19 @@ async def existing_session(svc: Services, request: web.Request) -> LiveSession |
 
 
 async def session_for_connect(svc: Services, request: web.Request) -> LiveSession:
-    """The session to relay to; `?apiKey=` alone creates one with the project's defaults."""
+    """The session to relay to; `?apiKey=` alone creates one with the project's defaults. The legacy
+    `enableProxy=true` means `proxies: true`: for a new session, and for a running one that has no proxies
+    yet (the legacy client created it, then connected with it)."""
     live = await existing_session(svc, request)
+    proxies = _enable_proxy(svc, request)
     if live is not None:
+        if proxies and live.browser.egress is not None and not live.browser.egress.routes:
+            try:
+                applied.route_through(live.browser, proxies)
+            except BrowserError as exc:
+                raise Unavailable(exc.message) from exc
+        elif proxies and live.browser.egress is None:
+            raise Unavailable("enableProxy needs network isolation, which this server's browsers do not have")
         return live
     project = await _project(svc, request)
     query = {k: v for k, v in request.query.items() if k not in ("apiKey", "signingKey")}
@@ -60,6 +73,20 @@ async def session_for_connect(svc: Services, request: web.Request) -> LiveSessio
     # body. Checked before a browser is taken.
     if any("\x00" in text for item in query.items() for text in item):
         raise InvalidRequest("Query parameters must not contain NUL characters")
-    row = await svc.manager.create(project, SessionSpec(implicit=True))
+    spec = SessionSpec(implicit=True, browser=BrowserSpec(applied=AppliedSpec(proxies=proxies)))
+    row = await svc.manager.create(project, spec)
     # Its browser may have died since: then it is Gone like any ended session.
     return await svc.manager.running(row.id)
+
+
+def _enable_proxy(svc: Services, request: web.Request) -> tuple[ProxyRule, ...]:
+    """The server's proxies if the connect URL says `enableProxy=true` (a 400 if it has none)."""
+    value = request.query.get("enableProxy")
+    if value is None or value.lower() == "false":
+        return ()
+    if value.lower() != "true":
+        raise InvalidRequest(f"enableProxy must be true or false, not {value[:20]!r}")
+    try:
+        return resolved_proxies(svc.settings, True)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"enableProxy=true: {exc.message}") from None

@@ -269,8 +269,14 @@ class Store:
 
     # -- CPU and memory samples ------------------------------------------------------------------
 
-    async def add_samples(self, samples: Sequence[SessionSample], totals: dict[str, tuple[int, int]]) -> None:
-        """One pass of samples, and each session's (avgCpuUsage, memoryUsage) so far: one transaction."""
+    async def add_samples(
+        self,
+        samples: Sequence[SessionSample],
+        totals: dict[str, tuple[int, int]],
+        proxy_bytes: dict[str, int] | None = None,
+    ) -> None:
+        """One pass of samples, and each session's (avgCpuUsage, memoryUsage) and proxyBytes so far: one
+        transaction."""
         async with self._sessions.begin() as s:
             s.add_all(samples)
             for session_id, (cpu, memory) in totals.items():
@@ -279,6 +285,8 @@ class Store:
                     .where(Session.id == session_id)
                     .values(avg_cpu_usage=cpu, memory_usage=memory)
                 )
+            for session_id, count in (proxy_bytes or {}).items():
+                await s.execute(update(Session).where(Session.id == session_id).values(proxy_bytes=count))
 
     async def samples(self, session_id: str) -> Sequence[SessionSample]:
         async with self._sessions() as s:
