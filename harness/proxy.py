@@ -1,8 +1,8 @@
 """A small authenticating HTTP proxy on 127.0.0.1 for tests and benchmarks: CONNECT tunnels and
 absolute-form http requests, with HTTP Basic credentials when given (a `407` otherwise).
 
-It resolves `*.test` names (and `localhost`) to 127.0.0.1 and nothing else, so what goes through it
-never leaves the machine. It runs on a thread of its own (callers are sync: Playwright, httpx) and
+It resolves every host name to 127.0.0.1 (address literals are kept), so what goes through it never
+leaves the machine. It runs on a thread of its own (callers are sync: Playwright, httpx) and
 records what it was asked for: `accepted` connections, `requests` (method, host, port) of each
 authorised request, `refused` (how many it answered 407) and `carried` (bytes in both directions,
 heads included).
@@ -124,9 +124,10 @@ class TestProxy:
 
     @staticmethod
     def _address(host: str) -> str:
-        if host == "localhost" or host.endswith(".test"):
-            return "127.0.0.1"
-        return str(ipaddress.ip_address(host))  # other names are not resolved: ValueError, connection closed
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            return "127.0.0.1"  # every name: nothing leaves the machine
 
     async def _pipe(
         self,

@@ -4,7 +4,8 @@ its clear errors (407, refused, silent, not HTTP), the egress rules applied to t
 and real browsers whose pages go through a local proxy, counted in `proxyBytes`.
 
 The servers here refuse loopback to pages (`BROWSERFLEET_ALLOW_LOOPBACK=false`) and allow only the test
-proxies' ports: a page on 127.0.0.1 that loads did so through a proxy, which resolves `*.test` itself.
+proxies' ports: a page on 127.0.0.1 that loads did so through a proxy, which resolves every name to
+127.0.0.1 itself. The Python examples of docs/proxies.md and docs/certificates.md run here too.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from conftest import Server, wait_for
+from conftest import Server, each_database, wait_for
 
 from browserfleet.browsers.addresses import EgressRules, parse_allow_list, parse_hosts
 from browserfleet.browsers.egress import EgressProxy
@@ -35,6 +42,8 @@ from browserfleet.browsers.upstream import (
     routes_for,
 )
 from browserfleet.errors import InvalidRequest
+from browserfleet.store.models import Project, Session
+from browserfleet.store.repo import Store
 from harness import proxy as test_proxy
 from harness import tls
 from harness.proxy import TestProxy
@@ -449,6 +458,75 @@ def test_none_routes_go_direct_under_the_egress_rules_and_the_first_match_wins(s
     assert status_of(answer) == 403
 
 
+# -- usage: proxyBytes summed, browserMinutes billed as the contract says ----------------------------
+
+
+@each_database("database_url")
+def test_usage_sums_proxy_bytes_and_bills_whole_minutes_running_sessions_included(database_url: str) -> None:
+    now = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+    def row(project_id: str, started: float, ended: float | None, proxy_bytes: int = 0) -> Session:
+        return Session(
+            id=str(uuid.uuid4()),
+            project_id=project_id,
+            status="RUNNING" if ended is None else "COMPLETED",
+            created_at=now,
+            updated_at=now,
+            started_at=now - timedelta(seconds=started),
+            ended_at=None if ended is None else now - timedelta(seconds=started - ended),
+            expires_at=now + timedelta(hours=1),
+            keep_alive=False,
+            region="us-west-2",
+            create_params={},
+            proxy_bytes=proxy_bytes,
+        )
+
+    async def work(store: Store) -> tuple[int, int, int, int]:
+        mine, other = (
+            Project(
+                id=str(uuid.uuid4()),
+                name=n,
+                owner_id="local",
+                default_timeout=300,
+                concurrency=5,
+                created_at=now,
+                updated_at=now,
+            )
+            for n in ("mine", "other")
+        )
+        for project in (mine, other):
+            await store.add_project(project)
+        running = row(mine.id, started=90, ended=None)  # 1.5 minutes so far: 2
+        for session in (
+            running,
+            row(mine.id, started=600, ended=10, proxy_bytes=100),  # 10 s: the 1-minute minimum
+            row(mine.id, started=600, ended=60, proxy_bytes=250),  # exactly 1
+            row(mine.id, started=600, ended=61),  # 2
+            row(other.id, started=600, ended=600, proxy_bytes=10**6),  # not this project's
+        ):
+            await store.add_session(session)
+        before = await store.proxy_bytes(mine.id)
+        await store.add_samples([], {}, {running.id: 4096})  # the sampler's path
+        return (
+            before,
+            await store.proxy_bytes(mine.id),
+            await store.browser_minutes(mine.id, now),
+            (await store.browser_minutes(mine.id, now + timedelta(minutes=1))),
+        )
+
+    before, after, minutes, later = run(lambda: _on_store(database_url, work))
+    assert (before, after) == (350, 350 + 4096)
+    assert minutes == 2 + 1 + 1 + 2 and later == minutes + 1  # the running one keeps counting
+
+
+async def _on_store(url: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    store = await Store.open(url)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
 # -- the API: what cannot be honoured is a 400 before any browser is taken ----------------------------
 
 
@@ -497,19 +575,22 @@ def test_enable_proxy_on_a_connect_url_without_server_proxies_is_a_400(server: S
 
 @pytest.fixture(scope="module")
 def proxies() -> Iterator[dict[str, TestProxy]]:
-    """An authenticating proxy, an open one (also the server's pool), one the egress rules refuse."""
+    """An authenticating proxy, an open one (also the server's pool), one the egress rules refuse, and
+    the docs' example proxy (alice / s3cret)."""
     with (
         test_proxy.running(USER, PASSWORD) as good,
         test_proxy.running() as pool,
         test_proxy.running() as blocked,
+        test_proxy.running("alice", "s3cret") as docs,
     ):
-        yield {"good": good, "pool": pool, "blocked": blocked}
+        yield {"good": good, "pool": pool, "blocked": blocked, "docs": docs}
 
 
 @pytest.fixture(scope="module")
 def proxied(suite_root: Path, site: str, proxies: dict[str, TestProxy]) -> Iterator[Server]:
     port = site_port(site)
-    allow = f"127.0.0.1:{proxies['good'].port},127.0.0.1:{proxies['pool'].port},direct.test:{port}"
+    allowed = ",".join(f"127.0.0.1:{proxies[name].port}" for name in ("good", "pool", "docs"))
+    allow = f"{allowed},direct.test:{port}"
     pool = [{"server": proxies["pool"].url, "geolocation": {"country": "SE", "city": "Malmö"}}]
     srv = Server(
         suite_root / "proxies",
@@ -666,3 +747,48 @@ def test_https_goes_through_the_proxy_too_and_trusts_an_uploaded_ca(
         assert ("CONNECT", "secure.test", port) in good.requests
         browser.close()
         bb.certificates.delete(certificate.id)
+
+
+def python_examples(doc: str) -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / doc).read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def run_example(code: str, srv: Server, cwd: Path) -> str:
+    script = cwd / "example.py"
+    script.write_text(code.replace("http://127.0.0.1:7800", srv.url))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env={**os.environ, "BROWSERBASE_API_KEY": srv.api_key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_docs_python_examples_run(
+    proxied: Server, site: str, proxies: dict[str, TestProxy], tmp_path: Path
+) -> None:
+    """docs/proxies.md and docs/certificates.md, with their proxies and sites swapped for local ones."""
+    port, docs, pool = site_port(site), proxies["docs"], proxies["pool"]
+    (example,) = python_examples("proxies.md")
+    code = (
+        example.replace("http://proxy.example.net:3128", docs.url)
+        .replace("http://other-proxy.example.net:8080", pool.url)
+        .replace("https://www.example.com/", f"http://www.example.com:{port}/index.html")
+    )
+    assert int(run_example(code, proxied, tmp_path).strip()) > 0  # it prints proxyBytes
+    assert ("GET", "www.example.com", port) in docs.requests
+
+    ca = tls.make_ca("docs CA")
+    (tmp_path / "corporate-ca.pem").write_bytes(ca.pem)
+    with tls.serving(tls.issue(ca, ["intranet.corp.example"])) as tls_port:
+        (example,) = python_examples("certificates.md")
+        code = example.replace("http://inspecting-proxy.corp.example:3128", pool.url).replace(
+            "https://intranet.corp.example/", f"https://intranet.corp.example:{tls_port}/"
+        )
+        run_example(code, proxied, tmp_path)
+    assert ("CONNECT", "intranet.corp.example", tls_port) in pool.requests
