@@ -334,6 +334,7 @@ class Launcher:
             raise
 
     async def _launch(self, uid: int | None, spec: LaunchSpec) -> Browser:
+        await trust.make_empty_database()  # once: what _make_profile copies for CA certificates
         profile = await asyncio.to_thread(self._make_profile, uid)
         groups: cgroups.BrowserGroups | None = None
 

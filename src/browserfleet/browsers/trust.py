@@ -4,7 +4,9 @@ Chromium on Linux keeps user-added trust anchors in the NSS database `$HOME/.pki
 each certificate verification, so a certificate added to a running browser's database is trusted from
 its next TLS connection on. That keeps sessions with `proxySettings.caCertificates` on warm pool
 browsers; the one condition is that the directory exists when Chromium starts (`prepare`, called by the
-launcher for every profile): a browser started without it never looks at a database made later.
+launcher for every profile): a browser started without it never looks at a database made later. `prepare`
+also puts an empty database there, copied from one made once per process (making one takes certutil
+~90 ms, which the session's create would otherwise pay).
 
 Certificates are added with NSS's own `certutil` (Debian's `libnss3-tools`), with TLS-server trust
 only (`C,,`: not e-mail or code signing), before any client reaches the browser.
@@ -13,8 +15,10 @@ only (`C,,`: not e-mail or code signing), before any client reaches the browser.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +29,8 @@ from browserfleet.errors import LaunchFailed
 CERTUTIL = "certutil"
 TRUST = "C,,"  # a CA trusted to issue TLS server certificates, and nothing else
 TIMEOUT = 30.0  # seconds for certutil to add one certificate
+log = logging.getLogger(__name__)
+_template: dict[str, bytes] | None = None  # the files of an empty database, once made
 
 
 def nssdb(home: Path) -> Path:
@@ -32,12 +38,41 @@ def nssdb(home: Path) -> Path:
 
 
 def prepare(home: Path, uid: int | None) -> None:
-    """Make the (empty) NSS database directory in a new profile's home, the browser's own."""
+    """Make an empty NSS database in a new profile's home, the browser's own (blocking: the launcher
+    calls it in a thread)."""
     db = nssdb(home)
     db.mkdir(parents=True, exist_ok=True)
+    made = [db.parent, db]
+    for name, data in (_template or {}).items():
+        (db / name).write_bytes(data)
+        made.append(db / name)
     if uid is not None:
-        for path in (db.parent, db):
+        for path in made:
             os.chown(path, uid, uid)
+
+
+async def make_empty_database() -> None:
+    """Make (once per process, on the loop) the empty database `prepare` copies. Without certutil, or if
+    it fails, there is none: Chromium then makes the database itself, and adding certificates costs more."""
+    global _template
+    if _template is not None:
+        return
+    if not available():
+        _template = {}
+        return
+    # No lock (it would belong to one event loop): two first launches at once both make one, harmlessly.
+    with tempfile.TemporaryDirectory(prefix="bf-nssdb-") as folder:
+        try:
+            await _certutil(["-N", "-d", f"sql:{folder}", "--empty-password"])
+        except LaunchFailed as exc:
+            log.warning("no empty NSS database to copy into profiles: %s (%s)", exc, exc.detail)
+            _template = {}
+            return
+        _template = await asyncio.to_thread(_files, Path(folder))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
 
 
 def available() -> bool:
@@ -69,7 +104,7 @@ async def add(home: Path, certificates: Sequence[TrustedCa], uid: int | None) ->
 
 
 async def _certutil(args: list[str]) -> None:
-    name = args[args.index("-n") + 1]
+    name = args[args.index("-n") + 1] if "-n" in args else "(none)"
     try:
         with process.spawning() as spawned:  # asyncio collects its exit, not `reap_adopted`
             proc = await asyncio.create_subprocess_exec(
