@@ -36,14 +36,17 @@ class ParsedCa:
 def parse(data: bytes, now: datetime | None = None) -> ParsedCa:
     """The CA certificate `data` holds (PEM or DER), or an InvalidRequest saying what it is instead."""
     certificate = _load(data)
-    _check_ca(certificate, now or datetime.now(UTC))
-    der = certificate.public_bytes(Encoding.DER)
-    return ParsedCa(
-        pem=certificate.public_bytes(Encoding.PEM).decode("ascii"),
-        der=der,
-        subject=certificate.subject.rfc4514_string(),
-        sha256=hashlib.sha256(der).hexdigest(),
-    )
+    try:  # parsed lazily: a malformed field shows only when it is read
+        _check_ca(certificate, now or datetime.now(UTC))
+        der = certificate.public_bytes(Encoding.DER)
+        return ParsedCa(
+            pem=certificate.public_bytes(Encoding.PEM).decode("ascii"),
+            der=der,
+            subject=certificate.subject.rfc4514_string(),
+            sha256=hashlib.sha256(der).hexdigest(),
+        )
+    except ValueError as exc:
+        raise InvalidRequest(f"The certificate cannot be read: {exc}") from None
 
 
 def _load(data: bytes) -> x509.Certificate:
