@@ -45,7 +45,9 @@ def parse(data: bytes, now: datetime | None = None) -> ParsedCa:
             subject=certificate.subject.rfc4514_string(),
             sha256=hashlib.sha256(der).hexdigest(),
         )
-    except ValueError as exc:
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # ValueError, UnsupportedGeneralNameType, DuplicateExtension…
         raise InvalidRequest(f"The certificate cannot be read: {exc}") from None
 
 
@@ -57,7 +59,7 @@ def _load(data: bytes) -> x509.Certificate:
             raise InvalidRequest("The file holds a private key: upload the CA certificate alone, never a key")
         try:
             found = x509.load_pem_x509_certificates(data)
-        except ValueError:
+        except Exception:  # as below
             raise InvalidRequest(
                 "The file is PEM but holds no readable certificate (-----BEGIN CERTIFICATE-----)"
             ) from None
@@ -66,14 +68,14 @@ def _load(data: bytes) -> x509.Certificate:
         return found[0]
     try:
         return x509.load_der_x509_certificate(data)
-    except ValueError:
+    except Exception:  # cryptography's parse errors are of several classes (ValueError, InvalidVersion…)
         raise InvalidRequest("The file is not an X.509 certificate (PEM or DER)") from None
 
 
 def _check_ca(certificate: x509.Certificate, now: datetime) -> None:
     try:
         extensions = certificate.extensions
-    except ValueError as exc:
+    except Exception as exc:  # of several classes, as in parse
         raise InvalidRequest(f"The certificate's extensions cannot be read: {exc}") from None
     try:
         constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
