@@ -54,12 +54,12 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "has an empty or '.' path part"
     if info.flag_bits & 0x1:
         return "is encrypted"
-    mode = info.external_attr >> 16
-    if info.create_system == 3 and mode:  # Unix attributes: the member's file type is known
-        if stat.S_ISLNK(mode):
-            return "is a symbolic link"
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            return "is not a regular file or directory"
+    # Unix attributes may give the member's file type (many tools write permission bits only).
+    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+    if kind == stat.S_IFLNK:
+        return "is a symbolic link"
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "is not a regular file or directory"
     return None
 
 
