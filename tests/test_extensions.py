@@ -11,6 +11,8 @@ import asyncio
 import io
 import json
 import stat
+import statistics
+import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -462,3 +464,38 @@ def test_the_extension_reaches_its_own_session_and_nothing_else(strict: Server, 
     wait_for(lambda: sdk.sessions.retrieve(session.id).status == "COMPLETED", timeout=15)
     sdk.sessions.update(other.id, status="REQUEST_RELEASE")
     sdk.extensions.delete(extension.id)
+
+
+def test_an_extension_chromium_will_not_load_is_a_400_at_create(strict: Server) -> None:
+    """It passes the upload's checks, but Chromium refuses its match pattern: never a session without it."""
+    bad = {**MANIFEST, "content_scripts": [{"matches": ["not a pattern"], "js": ["content.js"]}]}
+    with strict.client() as client:
+        ident = upload(client, extension_zip(bad)).json()["id"]
+        answer = client.post("/v1/sessions", json={"extensionId": ident})
+        assert answer.status_code == 400, answer.text
+        assert "Chromium did not load the session's extension" in answer.json()["message"]
+        client.delete(f"/v1/extensions/{ident}")
+    assert not strict.browser_pids()
+
+
+def test_an_extension_session_starts_in_time(strict: Server) -> None:
+    """Create (launch cold, unpack, load) to an answered CDP command, three times: the median is printed."""
+    sdk = strict.sdk()
+    extension = sdk.extensions.create(file=("probe.zip", extension_zip()))
+    times: dict[str, list[float]] = {"cold, no extension": [], "with an extension": []}
+    for _ in range(3):
+        for kind, ident in (("cold, no extension", None), ("with an extension", extension.id)):
+            started = time.perf_counter()
+            session = sdk.sessions.create(extension_id=ident) if ident else sdk.sessions.create()
+
+            async def ready(url: str = session.connect_url) -> None:
+                async with cdp(url) as client:
+                    await client.send("Browser.getVersion")
+
+            run(ready())
+            times[kind].append(time.perf_counter() - started)
+            sdk.sessions.update(session.id, status="REQUEST_RELEASE")
+    sdk.extensions.delete(extension.id)
+    for kind, seconds in times.items():
+        print(f"{kind}: create → first CDP answer, median {statistics.median(seconds) * 1000:.0f} ms")
+    assert statistics.median(times["with an extension"]) < 10
