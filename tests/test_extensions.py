@@ -27,6 +27,8 @@ from conftest import Server, wait_for
 
 from browserfleet.artifacts import zips
 from browserfleet.artifacts.extensions import chromium_id, manifest_of
+from browserfleet.browsers.addresses import EgressRules, HostAddresses
+from browserfleet.browsers.egress import EgressProxy, Pin, PinnedPeers
 from browserfleet.errors import InvalidRequest
 from browserfleet.gateway.policy import Policy
 
@@ -191,6 +193,60 @@ def test_the_policy_passes_only_the_read_only_extensions_method() -> None:
         out = policy.apply(json.dumps({"id": 1, "method": method, "params": {"id": OWN}}).encode())
         assert out is not None and b"browserfleet: " in out, method
     assert policy.apply(b'{"id":1,"method":"Extensions.getExtensions","params":{}}') is None
+
+
+# -- the pinned route, in this process --------------------------------------------------------------
+
+
+def test_a_pinned_route_reaches_exactly_its_host_and_port_and_registers_its_connections() -> None:
+    async def main() -> tuple[bytes, bytes, bytes, bool, bool]:
+        seen: list[tuple[str, int]] = []
+        peers = PinnedPeers()
+
+        async def gateway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = writer.get_extra_info("peername")
+            seen.append(peer)
+            await reader.readuntil(b"\r\n\r\n")  # the gateway looks once the request is in, as here
+            known = peers.proxy_of(peer) is proxy
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+                + (b"known" if known else b"other")
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(gateway, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        proxy = EgressProxy(EgressRules(host_addresses=HostAddresses(lambda: frozenset())))
+        proxy.pinned[("gateway.test", 4242)] = Pin(("127.0.0.1", port), peers)
+        await proxy.start_in(None, port=0)
+
+        async def ask(data: bytes) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(data)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return answer
+
+        try:
+            pinned = await ask(b"GET http://GATEWAY.test:4242/json/version HTTP/1.1\r\nHost: x\r\n\r\n")
+            other_port = await ask(b"CONNECT gateway.test:4243 HTTP/1.1\r\n\r\n")
+            by_address = await ask(f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\n\r\n".encode())
+            for _ in range(200):  # refused clients linger up to a second
+                if proxy.connections == 0:
+                    break
+                await asyncio.sleep(0.02)
+            open_after = len(peers) > 0
+        finally:
+            await proxy.close()
+            server.close()
+        return pinned, other_port, by_address, open_after, len(seen) == 1
+
+    pinned, other_port, by_address, open_after, once = run(main())
+    assert pinned.startswith(b"HTTP/1.1 200") and pinned.endswith(b"known"), pinned
+    assert other_port.startswith(b"HTTP/1.1 502"), other_port  # gateway.test resolves to nothing here
+    assert by_address.startswith(b"HTTP/1.1 403") and b"loopback" in by_address, by_address
+    assert once and not open_after  # only the pinned request arrived; its registration is gone with it
 
 
 # -- the API ----------------------------------------------------------------------------------------
@@ -378,6 +434,15 @@ def run(coro: Any) -> Any:
     return run_async(lambda: coro)
 
 
+def dial(url: str) -> str:
+    return f"""new Promise((resolve) => {{
+        const ws = new WebSocket({json.dumps(url)});
+        ws.onopen = () => ws.send(JSON.stringify({{id: 1, method: "Browser.getVersion"}}));
+        ws.onmessage = (e) => {{ globalThis.kept = ws; resolve(JSON.parse(e.data).result.product); }};
+        ws.onerror = () => resolve("error");
+    }})"""
+
+
 def listed(extensions: dict[str, Any], name: str) -> dict[str, Any]:
     found = [e for e in extensions["extensions"] if e["name"] == name]
     assert len(found) == 1, extensions
@@ -417,14 +482,6 @@ def test_the_extension_reaches_its_own_session_and_nothing_else(strict: Server, 
     other = sdk.sessions.create()
     with httpx.Client() as plain:
         assert plain.get(f"{strict.url}/v1/projects").status_code == 401  # from outside: only unauthenticated
-
-    def dial(url: str) -> str:
-        return f"""new Promise((resolve) => {{
-            const ws = new WebSocket({json.dumps(url)});
-            ws.onopen = () => ws.send(JSON.stringify({{id: 1, method: "Browser.getVersion"}}));
-            ws.onmessage = (e) => {{ globalThis.kept = ws; resolve(JSON.parse(e.data).result.product); }};
-            ws.onerror = () => resolve("error");
-        }})"""
 
     def fetch(url: str) -> str:
         return f"fetch({json.dumps(url)}).then(r => String(r.status), e => 'error: ' + e.message)"
@@ -499,3 +556,25 @@ def test_an_extension_session_starts_in_time(strict: Server) -> None:
     for kind, seconds in times.items():
         print(f"{kind}: create → first CDP answer, median {statistics.median(seconds) * 1000:.0f} ms")
     assert statistics.median(times["with an extension"]) < 10
+
+
+def test_without_network_isolation_the_extensions_own_origin_marks_it_inside(make_server: Any) -> None:
+    """No egress proxy, so no pinned route: the Origin Chromium gives the extension's socket tells it
+    apart, and the session still ends when the last client from outside leaves."""
+    srv = make_server(
+        "extensions-shared-net", BROWSERFLEET_ISOLATE_NETWORK="false", BROWSERFLEET_POOL_SIZE="0"
+    )
+    srv.start()
+    sdk = srv.sdk()
+    extension = sdk.extensions.create(file=("probe.zip", extension_zip()))
+    session = sdk.sessions.create(extension_id=extension.id)
+
+    async def from_inside() -> str:
+        async with cdp(session.connect_url) as client:
+            ident = listed(await client.send("Extensions.getExtensions"), "Probe")["id"]
+            worker = await client.service_worker(ident)
+            return str(await client.evaluate(dial(session.connect_url), worker))
+
+    assert run(from_inside()) != "error"
+    wait_for(lambda: sdk.sessions.retrieve(session.id).status == "COMPLETED", timeout=15)
+    sdk.extensions.delete(extension.id)

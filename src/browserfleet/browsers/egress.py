@@ -76,6 +76,9 @@ class PinnedPeers:
     def discard(self, local: tuple[str, int]) -> None:
         self._open.pop(local, None)
 
+    def __len__(self) -> int:
+        return len(self._open)
+
 
 @dataclass(frozen=True)
 class Pin:
