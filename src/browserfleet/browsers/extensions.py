@@ -12,7 +12,7 @@ from browserfleet.browsers.cdp import CdpConnection
 from browserfleet.browsers.launcher import Browser
 from browserfleet.errors import CdpError, InvalidRequest
 
-LOAD_WAIT = 5.0  # seconds Chromium gets to register its extensions after its endpoint opened
+LOAD_WAIT = 10.0  # seconds Chromium gets to register its extensions after its endpoint opened (a loaded host)
 _POLL = 0.05
 
 
