@@ -90,6 +90,11 @@ class Unavailable(BrowserfleetError):
     """The server cannot serve this now (shutting down, no browser could be had)."""
 
 
+class ShuttingDown(Unavailable):
+    """The server is stopping: unlike the other `Unavailable`s, worth another try (the server restarted,
+    or another one behind the same address)."""
+
+
 class BrowserError(BrowserfleetError):
     """Something about a browser failed: the base of what runners and the CDP layer raise."""
 

@@ -10,6 +10,7 @@ from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.openapi import operation
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
 from browserfleet.errors import NotFound
+from browserfleet.services import Services
 from browserfleet.sessions.lifecycle import Status
 from browserfleet.sessions.manager import SessionSpec
 from browserfleet.store.models import Project
@@ -38,9 +39,18 @@ async def create_session(request: web.Request) -> web.Response:
         seleniumRemoteUrl=svc.selenium_url(request),
         signingKey=svc.signing_keys.mint(row.id),
     ).model_dump(mode="json")
+    return web.json_response(payload, status=201, headers=limit_headers(svc, project))
+
+
+def limit_headers(svc: Services, project: Project) -> dict[str, str]:
+    """The `x-ratelimit-*` headers of a create: of whichever limit has fewer creations left, the
+    concurrency or (when the project has one) the creations per minute."""
     remaining, reset = svc.manager.usage(project)
     headers = rate_limit_headers(project.concurrency, remaining, reset)
-    return web.json_response(payload, status=201, headers=headers)
+    rate = svc.manager.creation_usage(project)
+    if rate is not None and project.creations_per_minute and rate.remaining < remaining:
+        headers = rate_limit_headers(project.creations_per_minute, rate.remaining, rate.reset_seconds)
+    return headers
 
 
 def _proxies(value: bool | list[schemas.ProxyEntry] | None) -> bool | tuple[ProxyRule, ...]:
