@@ -108,7 +108,12 @@ class SessionSpec:
     record_session: bool = True
     log_session: bool = True
     implicit: bool = False  # created by a connect that named no session (`?apiKey=` alone)
+    fetch: bool = False  # the short-lived session of a `POST /v1/fetch`
     browser: BrowserSpec = field(default_factory=BrowserSpec)
+    # Settings accepted and stored but not performed here (docs/settings.md), as (key, value) pairs, and
+    # the paths of keys no model names (accepted: clients send fields of newer SDKs), stored by name only.
+    not_performed: tuple[tuple[str, Any], ...] = ()
+    unknown_keys: tuple[str, ...] = ()
 
     @property
     def context_id(self) -> str | None:
@@ -119,12 +124,18 @@ class SessionSpec:
         out: dict[str, Any] = self.browser.summary()
         if self.implicit:
             out["implicit"] = True
+        if self.fetch:
+            out["fetch"] = True
         if self.persist_context:
             out["persistContext"] = True
         if not self.record_session:
             out["recordSession"] = False
         if not self.log_session:
             out["logSession"] = False
+        if self.not_performed:
+            out["notPerformed"] = dict(self.not_performed)
+        if self.unknown_keys:
+            out["unknownKeys"] = list(self.unknown_keys)
         return out
 
 
