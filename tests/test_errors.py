@@ -49,6 +49,8 @@ EXPECTED = {
     errors.ConcurrencyLimited: 429,
     errors.RateLimited: 429,
     errors.NotOffered: 501,
+    errors.PageLoadFailed: 502,
+    errors.PageLoadTimedOut: 504,
     errors.Unavailable: 503,
     errors.ShuttingDown: 503,
     errors.BrowserError: 503,

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     # Seconds a session waits for its first client (CDP, or WebDriver) before it ends as TIMED_OUT; 0:
     # it waits until its own timeout. The contract's "~5 minutes to connect after create".
     connect_window: float = Field(default=300.0, ge=0)
+    # `POST /v1/fetch`: how long a page may take to load (504 past it), and the largest response body
+    # (and rendered page) it returns (502 past it).
+    fetch_timeout: float = Field(default=30.0, gt=0, le=600)
+    fetch_max_mb: int = Field(default=10, ge=1, le=100)
 
     @field_validator("egress_allow")
     @classmethod

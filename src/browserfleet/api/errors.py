@@ -39,6 +39,8 @@ from browserfleet.errors import (
     InvalidRequest,
     NotFound,
     NotOffered,
+    PageLoadFailed,
+    PageLoadTimedOut,
     RateLimited,
     ShuttingDown,
     TooLarge,
@@ -65,6 +67,8 @@ STATUS: dict[type[BrowserfleetError], int] = {
     ConcurrencyLimited: 429,
     RateLimited: 429,
     NotOffered: 501,
+    PageLoadFailed: 502,  # the contract's fetch errors: 502 for a site that failed or was too large
+    PageLoadTimedOut: 504,
     Unavailable: 503,
     BrowserUnreachable: 502,  # the browser is there but did not answer: the gateway's "bad gateway"
     BrowserError: 503,
@@ -135,27 +139,30 @@ def error_headers(exc: BrowserfleetError) -> dict[str, str] | None:
     return None
 
 
-def from_exception(request: web.Request, exc: BaseException) -> web.Response:
+def from_exception(
+    request: web.Request, exc: BaseException, extra: dict[str, Any] | None = None
+) -> web.Response:
+    """The answer to `exc`, in the contract's shape (with `extra` fields in the body, e.g. a fetch's `id`)."""
     if isinstance(exc, BrowserfleetError) and (status := status_of(exc)) is not None:
         if status >= 500 and exc.detail:
             log.warning("%s %s: %s (%s)", request.method, request.path, exc.message, exc.detail)
-        return error_response(status, exc.message, error_headers(exc), should_retry(exc))
+        return error_response(status, exc.message, error_headers(exc), should_retry(exc), extra)
     if isinstance(exc, ValidationError):
-        return error_response(400, describe(exc))
+        return error_response(400, describe(exc), extra=extra)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return error_response(413, "Request body is too large")
+        return error_response(413, "Request body is too large", extra=extra)
     if isinstance(exc, (web.HTTPNotFound, web.HTTPMethodNotAllowed)):
-        return error_response(404, f"Route {request.method}:{request.path} not found")
+        return error_response(404, f"Route {request.method}:{request.path} not found", extra=extra)
     if isinstance(exc, web.HTTPException):
-        return error_response(exc.status, exc.reason)
+        return error_response(exc.status, exc.reason, extra=extra)
     if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
         # The body was malformed on the wire: shorter than its Content-Length, bad chunking, or not the
         # gzip/deflate its Content-Encoding says.
-        response = error_response(400, f"Malformed request body: {_first_line(exc)}")
+        response = error_response(400, f"Malformed request body: {_first_line(exc)}", extra=extra)
         response.force_close()  # what is left of the body cannot be read past: not this connection again
         return response
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return error_response(500, "Internal server error")
+    return error_response(500, "Internal server error", extra=extra)
 
 
 @web.middleware

@@ -99,6 +99,10 @@ class EgressProxy:
             await _linger(reader, writer)
         except (OSError, asyncio.IncompleteReadError):
             pass  # the client or the destination went away
+        except asyncio.CancelledError:
+            # `close()`: the browser is going. Ended quietly, since this task is asyncio's own (start_server)
+            # and Python 3.11 logs a cancelled one as "Exception in callback".
+            pass
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -269,3 +273,13 @@ def _authority(target: str) -> tuple[str, int]:
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise Refusal(400, f"CONNECT port {port_text!r} is not a port (1-65535)")
     return host, int(port_text)
+
+
+async def refusal_for(rules: EgressRules, host: str, port: int) -> Refusal | None:
+    """What the egress proxy would answer instead of connecting to `host:port` (resolved as it would), or
+    None: for callers that report a refusal themselves before a browser tries (`POST /v1/fetch`)."""
+    try:
+        await EgressProxy(rules)._resolve(host, port)
+    except Refusal as refusal:
+        return refusal
+    return None
