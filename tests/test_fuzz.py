@@ -41,14 +41,14 @@ def fuzz_server(suite_root: Path) -> Iterator[Server]:
 
 
 def test_the_document_lists_every_v1_route_with_its_models(fuzz_server: Server) -> None:
-    from browserfleet.api import files, openapi, projects, replays, sessions
+    from browserfleet.api import fetch, files, openapi, projects, replays, sessions
 
     document = httpx.get(f"{fuzz_server.url}/openapi.json", timeout=30).json()  # no key: it is public
     assert document["openapi"].startswith("3.1")
     scheme = document["components"]["securitySchemes"]["BrowserbaseAuth"]
     assert scheme == {"type": "apiKey", "in": "header", "name": "X-BB-API-Key"}
     listed = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
-    for module in (sessions, projects, files, replays):
+    for module in (sessions, projects, files, replays, fetch):
         for route in module.routes:
             assert isinstance(route, web.RouteDef)
             path = route.path.replace(r"{page:[0-9]{1,3}}", "{page}").replace(
