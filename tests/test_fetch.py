@@ -4,11 +4,16 @@ too slow are refused, and every error is the contract's body with an `id`."""
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import http.server
+import ipaddress
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import browserbase
@@ -164,6 +169,67 @@ def test_the_egress_rules_hold(server: Server) -> None:
     # A private address no allow-list admits: refused before the browser tries, as the contract's 403.
     body = error(fetch(server, {"url": "http://10.255.255.1:8080/"}), 403)
     assert "may not reach 10.255.255.1:8080" in body["message"]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_errors_unless_insecure_ssl_is_allowed(server: Server, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}/page"
+    try:
+        refused = error(fetch(server, {"url": url}), 502)
+        assert "ERR_CERT" in refused["message"], refused
+        allowed = fetch(server, {"url": url, "allowInsecureSsl": True}).json()
+        assert allowed["statusCode"] == 200 and allowed["content"] == SCRIPTED.decode()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_site_that_cannot_be_reached_is_a_502(server: Server) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        plain = error(fetch(server, {"url": f"http://127.0.0.1:{port}/"}), 502)
+        tunnelled = error(fetch(server, {"url": f"https://127.0.0.1:{port}/"}), 502)
+    # Plain http: the egress proxy's own answer is told apart from a site's page.
+    assert f"cannot connect to 127.0.0.1:{port}" in plain["message"], plain
+    assert "could not be loaded" in tunnelled["message"], tunnelled
 
 
 def test_a_fetch_counts_against_the_concurrency(server: Server, pages: str) -> None:

@@ -35,6 +35,7 @@ LINGER = 1.0  # seconds a refused client may go on sending before the connection
 _REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/1\.[01])")
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*")
 _STATUS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 502: "Bad Gateway"}
+REFUSAL_HEADER = "X-Browserfleet-Egress-Refusal"
 
 
 class Refusal(Exception):
@@ -47,8 +48,11 @@ class Refusal(Exception):
 
     def response(self) -> bytes:
         body = f"browserfleet: {self.reason}\n".encode()
+        # REFUSAL_HEADER tells the server's own readers (POST /v1/fetch) that the answer is the proxy's,
+        # not the site's. A site can send it too, but then only makes its own page look refused.
         return (
             f"HTTP/1.1 {self.status} {_STATUS[self.status]}\r\nConnection: close\r\n"
+            f"{REFUSAL_HEADER}: {self.status}\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 

@@ -11,8 +11,9 @@ over `max_bytes` is cut off and refused, never held whole. Redirects are paused 
 tab, which renders it (its scripts run) until its load event or `RENDER_WAIT`, and the rendered DOM is
 read; otherwise the request is aborted once read, and nothing of the page runs.
 
-Failures are `PageLoadFailed` (a network or TLS error, a response over the limit) and `PageLoadTimedOut`,
-their messages safe for the client; a browser that stops answering is a `CdpError`.
+Failures are `PageLoadFailed` (a network or TLS error, the egress proxy's own refusal, a response over
+the limit) and `PageLoadTimedOut`, their messages safe for the client; a browser that stops answering
+is a `CdpError`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from browserfleet.browsers.cdp import CdpConnection
+from browserfleet.browsers.egress import REFUSAL_HEADER
 from browserfleet.browsers.launcher import Browser
 from browserfleet.errors import CdpError, PageLoadFailed, PageLoadTimedOut
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 256 * 1024  # bytes asked of each IO.read
 RENDER_WAIT = 10.0  # seconds a rendered page may take to fire its load event before its DOM is read
 MAX_REDIRECTS = 20  # as Chromium's own limit
+ERROR_WAIT = 5.0  # seconds to wait for a failed navigation to say why
 # Headers that describe the bytes on the wire, not the (decoded) body handed back to the tab.
 _WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
@@ -126,6 +129,10 @@ async def _load(
         response = await _response(paused, navigation, url, follow, cdp, session)
         headers = _joined(response.headers)
         body = await _read_body(cdp, session, response, max_bytes)
+        if REFUSAL_HEADER.lower() in headers:
+            # The egress proxy's own answer (a plain-http destination it could not or would not reach).
+            reason = body.decode(errors="replace").strip().removeprefix("browserfleet: ")
+            raise PageLoadFailed(f"{response.url} could not be loaded: {reason}")
         dom = None
         if render and _renders(response, headers):
             await cdp.send("Fetch.fulfillRequest", _fulfilment(response, body), session)
@@ -174,7 +181,8 @@ async def _response(
             continue
         response = next_pause.result()
         if response.error is not None:
-            raise PageLoadFailed(f"{response.url} could not be loaded: {response.error}")
+            detail = await _navigation_error(cdp, session, response, navigation) or response.error
+            raise PageLoadFailed(f"{response.url} could not be loaded: {detail}")
         location = _header(response.headers, "location")
         if follow and response.status in (301, 302, 303, 307, 308) and location:
             redirects += 1
@@ -183,6 +191,20 @@ async def _response(
             await cdp.send("Fetch.continueRequest", {"requestId": response.request_id}, session)
             continue
         return response
+
+
+async def _navigation_error(
+    cdp: CdpConnection, session: str, response: _Paused, navigation: asyncio.Future[dict[str, Any]]
+) -> str | None:
+    """Chromium's own name for a failure the pause only calls `Failed` (`net::ERR_CERT_…`): the request
+    is let go, and the navigation says how it ended."""
+    with contextlib.suppress(CdpError):
+        await cdp.send("Fetch.continueRequest", {"requestId": response.request_id}, session)
+    try:
+        answer = await asyncio.wait_for(asyncio.shield(navigation), ERROR_WAIT)
+    except (TimeoutError, CdpError):
+        return None
+    return str(answer["errorText"]) if answer.get("errorText") else None
 
 
 async def _read_body(cdp: CdpConnection, session: str, response: _Paused, max_bytes: int) -> bytes:
