@@ -34,6 +34,7 @@ from browserfleet.api.sessions import session_spec
 from browserfleet.browsers import egress, pageload
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.errors import Forbidden, InvalidRequest, NotOffered, PageLoadFailed, Unavailable
+from browserfleet.services import Services
 from browserfleet.sessions.manager import SessionSpec
 
 routes = web.RouteTableDef()
@@ -140,6 +141,48 @@ def _markdown(html: str) -> str:
     return str(markdownify.markdownify(html, heading_style="ATX")).strip() + "\n"
 
 
+async def _load_as_client(svc: Services, session_id: str, url: str, body: FetchRequest) -> pageload.Loaded:
+    """The page, loaded with the fetch attached to its session as its client: so the session counts as
+    connected (the connect window does not end it), and a session that ends meanwhile (its browser
+    crashed, the server is stopping) stops the load at once."""
+    settings = svc.settings
+    live = svc.manager.find(session_id)
+    if live is None:
+        raise Unavailable("The fetch's session ended before the page could be loaded")
+    browser = live.browser
+
+    async def run() -> pageload.Loaded:
+        if browser.egress is not None and not body.proxies:
+            await _egress_check(browser.egress.rules, url)
+        return await pageload.load(
+            browser,
+            url,
+            follow_redirects=body.allowRedirects,
+            ignore_certificate_errors=body.allowInsecureSsl,
+            max_bytes=settings.fetch_max_mb * 1024 * 1024,
+            seconds=settings.fetch_timeout,
+            render=body.format == "markdown",
+        )
+
+    load = asyncio.ensure_future(run())
+    ended = False
+
+    async def session_ended() -> None:
+        nonlocal ended
+        ended = True
+        load.cancel()
+
+    svc.manager.attach(session_id, session_ended)  # no await since `find`: it is still running
+    try:
+        return await load
+    except asyncio.CancelledError:
+        if not ended:
+            raise
+        raise Unavailable("The fetch's session ended before the page was loaded") from None
+    finally:
+        load.cancel()
+
+
 async def _answer(request: web.Request, fetch_id: list[str]) -> web.Response:
     project = await caller(request)
     body = FetchRequest.model_validate(await json_body(request))
@@ -151,20 +194,7 @@ async def _answer(request: web.Request, fetch_id: list[str]) -> web.Response:
     row = await svc.manager.create(project, spec)
     fetch_id[0] = row.id
     try:
-        live = svc.manager.find(row.id)
-        if live is None:
-            raise Unavailable("The fetch's browser ended before the page could be loaded")
-        if live.browser.egress is not None and not body.proxies:
-            await _egress_check(live.browser.egress.rules, url)
-        loaded = await pageload.load(
-            live.browser,
-            url,
-            follow_redirects=body.allowRedirects,
-            ignore_certificate_errors=body.allowInsecureSsl,
-            max_bytes=settings.fetch_max_mb * 1024 * 1024,
-            seconds=settings.fetch_timeout,
-            render=body.format == "markdown",
-        )
+        loaded = await _load_as_client(svc, row.id, url, body)
     finally:
         # Shielded: a client that went away must not leave the session running.
         await asyncio.shield(svc.manager.release(project.id, row.id))
