@@ -158,7 +158,14 @@ def error(answer: httpx.Response, status: int) -> dict[str, Any]:
 def test_bad_requests_and_what_is_not_offered(server: Server, pages: str) -> None:
     assert "json" in error(fetch(server, {"url": f"{pages}/page", "format": "json"}), 501)["message"]
     assert "schema" in error(fetch(server, {"url": f"{pages}/page", "schema": {}}), 400)["message"]
-    for url in ("ftp://127.0.0.1/x", "file:///etc/passwd", "javascript:1", "/relative", ""):
+    for url in (
+        "ftp://127.0.0.1/x",
+        "file:///etc/passwd",
+        "javascript:1",
+        "/relative",
+        "",
+        "http://h:99999/",
+    ):
         error(fetch(server, {"url": url}), 400)
     error(fetch(server, {}), 400)
     assert error(fetch(server, {"url": f"{pages}/page"}, key="bf_wrong"), 401)

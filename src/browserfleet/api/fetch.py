@@ -73,9 +73,14 @@ class FetchError(schemas.ErrorBody):
 
 
 def _checked_url(url: str) -> str:
-    parts = urlsplit(url)
+    bad = InvalidRequest("url: must be an absolute http:// or https:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not one raises here: out of range, not digits)
+    except ValueError:
+        raise bad from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("url: must be an absolute http:// or https:// URL")
+        raise bad
     return url
 
 
@@ -138,7 +143,10 @@ def _decoded(body: bytes, content_type: str) -> tuple[str, str]:
 
 
 def _markdown(html: str) -> str:
-    return str(markdownify.markdownify(html, heading_style="ATX")).strip() + "\n"
+    try:
+        return str(markdownify.markdownify(html, heading_style="ATX")).strip() + "\n"
+    except RecursionError:  # the converter recurses per element: a page nested thousands deep
+        raise PageLoadFailed("the page is nested too deeply to be converted to markdown") from None
 
 
 async def _load_as_client(svc: Services, session_id: str, url: str, body: FetchRequest) -> pageload.Loaded:
