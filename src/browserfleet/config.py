@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     api_key: str = ""
     concurrency: int | None = Field(default=None, ge=1)
     default_timeout: int | None = Field(default=None, ge=60, le=21600)
+    # ... and its session creations per rolling minute (0: no limit); unset leaves the project's as it is.
+    creations_per_minute: int | None = Field(default=None, ge=0)
 
     chromium_path: str = "/usr/lib/chromium/chromium"
     # Extra Chromium flags, shell-style quoted.
@@ -125,6 +127,14 @@ class Settings(BaseSettings):
     # Disk quota for each session's downloads and uploads together, in MiB (0: none); unset: sized to
     # the data dir's free disk at start (`session_disk_quota`).
     session_disk_mb: int | None = Field(default=None, ge=0)
+
+    # Seconds a session waits for its first client (CDP, or WebDriver) before it ends as TIMED_OUT; 0:
+    # it waits until its own timeout. The contract's "~5 minutes to connect after create".
+    connect_window: float = Field(default=300.0, ge=0)
+    # `POST /v1/fetch`: how long a page may take to load (504 past it), and the largest response body
+    # (and rendered page) it returns (502 past it).
+    fetch_timeout: float = Field(default=30.0, gt=0, le=600)
+    fetch_max_mb: int = Field(default=10, ge=1, le=100)
 
     @field_validator("egress_allow")
     @classmethod

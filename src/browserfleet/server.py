@@ -124,7 +124,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     )
     pool_size = 0 if browser_walls.refusal else settings.pool_size
     runner = LocalRunner(launcher, pool_size, settings.max_parallel_launches, settings.pool_min_free_mb)
-    manager = SessionManager(store, runner)
+    manager = SessionManager(store, runner, connect_window=settings.connect_window)
     artifact_root = ArtifactRoot(settings.artifacts_dir)
     recordings = Recordings(artifact_root, store)
     artifacts = Artifacts(

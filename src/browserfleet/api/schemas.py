@@ -65,6 +65,15 @@ class BrowserSettings(_Open):
     allowedDomains: list[str] | None = None
     ignoreCertificateErrors: bool | None = None
     fingerprint: dict[str, Any] | None = None
+    # Newer keys of the hosted service (docs/settings.md says what each does here).
+    size: Literal["small", "medium", "large"] | None = None
+    enablePdfViewer: bool | None = None
+    enableNativeSelectPolyfill: bool | None = None
+    headful: bool | None = None
+    # The hosted service's pre-installed extensions by name, or uploaded extensions by id.
+    extensions: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=16
+    )
 
 
 class CreateSession(_Open):
@@ -87,6 +96,19 @@ class CreateSession(_Open):
             if size > METADATA_LIMIT:
                 raise ValueError(f"must be at most {METADATA_LIMIT} characters as JSON (got {size})")
         return value
+
+
+def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
+    """The dotted paths of every key a client sent that no model here names (accepted, see `_Open`)."""
+    found = [f"{where}{key}" for key in model.model_extra or {}]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, BaseModel):
+                path = f"{where}{name}.{i}." if isinstance(value, list) else f"{where}{name}."
+                found += unknown_keys(item, path)
+    return found
 
 
 class UpdateSession(_Open):

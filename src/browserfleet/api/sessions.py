@@ -10,8 +10,9 @@ from browserfleet.api.context import caller, existing_id, services
 from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.openapi import operation
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
-from browserfleet.errors import NotFound
+from browserfleet.errors import InvalidRequest, NotFound
 from browserfleet.gateway import inside
+from browserfleet.services import Services
 from browserfleet.sessions.lifecycle import Status
 from browserfleet.sessions.manager import SessionSpec
 from browserfleet.store.models import Project
@@ -43,9 +44,18 @@ async def create_session(request: web.Request) -> web.Response:
         seleniumRemoteUrl=svc.selenium_url(request),
         signingKey=svc.signing_keys.mint(row.id),
     ).model_dump(mode="json")
+    return web.json_response(payload, status=201, headers=limit_headers(svc, project))
+
+
+def limit_headers(svc: Services, project: Project) -> dict[str, str]:
+    """The `x-ratelimit-*` headers of a create: of whichever limit has fewer creations left, the
+    concurrency or (when the project has one) the creations per minute."""
     remaining, reset = svc.manager.usage(project)
     headers = rate_limit_headers(project.concurrency, remaining, reset)
-    return web.json_response(payload, status=201, headers=headers)
+    rate = svc.manager.creation_usage(project)
+    if rate is not None and project.creations_per_minute and rate.remaining < remaining:
+        headers = rate_limit_headers(project.creations_per_minute, rate.remaining, rate.reset_seconds)
+    return headers
 
 
 def _proxies(value: bool | list[schemas.ProxyEntry] | None) -> bool | tuple[ProxyRule, ...]:
@@ -64,12 +74,39 @@ def _proxies(value: bool | list[schemas.ProxyEntry] | None) -> bool | tuple[Prox
     )
 
 
+# The hosted service's own extensions, named in `browserSettings.extensions` (anything else there is the
+# id of an uploaded extension).
+PREINSTALLED = frozenset({"onepassword", "browser-events"})
+# Accepted and stored, not performed here (docs/settings.md says why of each).
+NOT_PERFORMED = ("size", "enablePdfViewer", "enableNativeSelectPolyfill", "headful")
+
+
+def _extension_id(body: schemas.CreateSession, settings: schemas.BrowserSettings) -> str | None:
+    """The one extension the session loads, wherever the body names it; a 400 if it names several, or a
+    pre-installed extension of the hosted service (a user relies on those: never accepted unloaded)."""
+    ids = [i for i in (body.extensionId, settings.extensionId) if i]
+    for name in settings.extensions or ():
+        if name in PREINSTALLED:
+            raise InvalidRequest(
+                f"browserSettings.extensions: {name!r} is a pre-installed extension of the hosted service, "
+                "which this server does not have; upload it (POST /v1/extensions) and give its id instead"
+            )
+        ids.append(name)
+    distinct = list(dict.fromkeys(ids))
+    if len(distinct) > 1:
+        raise InvalidRequest(
+            "A session loads one extension here, but extensionId, browserSettings.extensionId and "
+            f"browserSettings.extensions name {len(distinct)} different ones"
+        )
+    return distinct[0] if distinct else None
+
+
 def session_spec(body: schemas.CreateSession) -> SessionSpec:
     """The typed spec a validated create body asks for."""
     settings = body.browserSettings or schemas.BrowserSettings()
     viewport = settings.viewport
     launch = LaunchSpec(
-        extension_id=body.extensionId or settings.extensionId,
+        extension_id=_extension_id(body, settings),
         context_id=settings.context.id if settings.context else None,
     )
     applied = AppliedSpec(
@@ -94,6 +131,10 @@ def session_spec(body: schemas.CreateSession) -> SessionSpec:
         record_session=settings.recordSession is not False,
         log_session=settings.logSession is not False,
         browser=BrowserSpec(launch, applied),
+        not_performed=tuple(
+            (key, value) for key in NOT_PERFORMED if (value := getattr(settings, key)) is not None
+        ),
+        unknown_keys=tuple(key[:100] for key in schemas.unknown_keys(body)[:50]),  # names only, bounded
     )
 
 

@@ -40,6 +40,7 @@ LINGER = 1.0  # seconds a refused client may go on sending before the connection
 _REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/1\.[01])")
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*")
 _STATUS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 502: "Bad Gateway"}
+REFUSAL_HEADER = "X-Browserfleet-Egress-Refusal"
 
 
 class Refusal(Exception):
@@ -52,8 +53,11 @@ class Refusal(Exception):
 
     def response(self) -> bytes:
         body = f"browserfleet: {self.reason}\n".encode()
+        # REFUSAL_HEADER tells the server's own readers (POST /v1/fetch) that the answer is the proxy's,
+        # not the site's. A site can send it too, but then only makes its own page look refused.
         return (
             f"HTTP/1.1 {self.status} {_STATUS[self.status]}\r\nConnection: close\r\n"
+            f"{REFUSAL_HEADER}: {self.status}\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
@@ -138,6 +142,10 @@ class EgressProxy:
             await _linger(reader, writer)
         except (OSError, asyncio.IncompleteReadError):
             pass  # the client or the destination went away
+        except asyncio.CancelledError:
+            # `close()`: the browser is going. Ended quietly, since this task is asyncio's own (start_server)
+            # and Python 3.11 logs a cancelled one as "Exception in callback".
+            pass
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -327,3 +335,13 @@ def _authority(target: str) -> tuple[str, int]:
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise Refusal(400, f"CONNECT port {port_text!r} is not a port (1-65535)")
     return host, int(port_text)
+
+
+async def refusal_for(rules: EgressRules, host: str, port: int) -> Refusal | None:
+    """What the egress proxy would answer instead of connecting to `host:port` (resolved as it would), or
+    None: for callers that report a refusal themselves before a browser tries (`POST /v1/fetch`)."""
+    try:
+        await EgressProxy(rules)._resolve(host, port)
+    except Refusal as refusal:
+        return refusal
+    return None
