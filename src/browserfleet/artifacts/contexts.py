@@ -209,6 +209,10 @@ class Contexts:
             await self._release(context_id, live.id)
 
     async def _save(self, live: LiveSession, context_id: str) -> None:
+        row = await self.store.resource(BrowserContext, context_id)
+        if row is None:
+            log.info("session %s: context %s was deleted: nothing saved", live.id, context_id)
+            return
         timings: dict[str, float] = {}
         mark = time.perf_counter()
         unclean, cookies = await self._shut_down(live.browser)
@@ -247,10 +251,6 @@ class Contexts:
         digest = hashlib.sha256(sealed).hexdigest()
         timings["pack"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        row = await self.store.resource(BrowserContext, context_id)
-        if row is None:
-            log.info("session %s: context %s was deleted: nothing saved", live.id, context_id)
-            return
         key = await self.blobs.put("contexts", sealed)
         try:
             verified = await asyncio.to_thread(
