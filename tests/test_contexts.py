@@ -488,6 +488,25 @@ def test_a_damaged_archive_is_a_clear_503_and_frees_the_claim(
     assert row is not None and row.persisting_session is None and row.archive_key == key
 
 
+def test_a_crashed_browser_is_not_saved(server: Server, playwright: Any, login_site: str) -> None:
+    context = server.sdk().contexts.create()
+    log_in(server, playwright, login_site, context.id, "before-crash")
+    wait_for(lambda: (r := stored(server, context.id)) is not None and r.persisting_session is None)
+    good = archive_key(server, context.id)
+    session = server.sdk().sessions.create(browser_settings=with_context(context.id, True), keep_alive=True)
+    browser = playwright.chromium.connect_over_cdp(session.connect_url)
+    page = browser.contexts[0].pages[0]
+    page.goto(f"{login_site}/login?tag=crashed")
+    page.wait_for_function("document.title === 'logged in'")
+    pid, _ = session_browser(server, session.id)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: server.sdk().sessions.retrieve(session.id).status == "ERROR")
+    wait_for(lambda: (r := stored(server, context.id)) is not None and r.persisting_session is None)
+    assert archive_key(server, context.id) == good
+    assert f"context {context.id} not saved: the browser had exited" in server.log.read_text(errors="replace")
+    assert state_in_new_session(server, playwright, login_site, context.id) == logged_in_as("before-crash")
+
+
 def test_deleting_a_context_in_use_breaks_no_session(
     server: Server, playwright: Any, login_site: str
 ) -> None:
