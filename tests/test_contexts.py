@@ -553,6 +553,7 @@ def test_the_docs_example_runs(server: Server, login_site: str) -> None:
 # -- crashes and limits (servers of their own) ---------------------------------------------------
 
 
+@pytest.mark.timeout(300)  # three sessions, two server starts and a large profile, on 2 shared cores
 def test_a_save_killed_midway_keeps_the_last_good_copy(
     make_server: Any, playwright: Any, login_site: str
 ) -> None:
@@ -568,7 +569,7 @@ def test_a_save_killed_midway_keeps_the_last_good_copy(
     page.goto(f"{login_site}/login?tag=lost")
     page.wait_for_function("document.title === 'logged in'")
     _, profile = session_browser(srv, session.id)
-    (profile / "user-data/Default/IndexedDB/big.bin").write_bytes(os.urandom(160 * 1024 * 1024))
+    (profile / "user-data/Default/IndexedDB/big.bin").write_bytes(os.urandom(64 * 1024 * 1024))
     blobs = srv.data_dir / "blobs" / "contexts"
     browser.close()
     # Killed while the new archive is being written (its temporary file exists).
