@@ -250,13 +250,14 @@ class SessionManager:
             raise Unavailable("The browser could not be started") from exc
 
     async def _start(self, project: Project, spec: SessionSpec) -> Session:
+        created = self.clock.now()
         session_id = str(uuid.uuid4())
         admitted: list[SessionGate] = []
         try:
             for gate in self.gates:
                 await gate.admit(session_id, project, spec)
                 admitted.append(gate)
-            return await self._launch(project, spec, session_id)
+            return await self._launch(project, spec, session_id, created)
         except BaseException:
             if session_id not in self._live:
                 for gate in admitted:
@@ -266,8 +267,9 @@ class SessionManager:
                         log.exception("session %s: %s could not undo its admission", session_id, gate)
             raise
 
-    async def _launch(self, project: Project, spec: SessionSpec, session_id: str) -> Session:
-        created = self.clock.now()
+    async def _launch(
+        self, project: Project, spec: SessionSpec, session_id: str, created: datetime
+    ) -> Session:
         browser = await self._acquire(spec)
         if self._stopping:
             await self.runner.release(browser)
