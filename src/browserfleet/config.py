@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     # Disk quota for each session's downloads and uploads together, in MiB (0: none); unset: sized to
     # the data dir's free disk at start (`session_disk_quota`).
     session_disk_mb: int | None = Field(default=None, ge=0)
+    # Contexts (docs/contexts.md): the key their saved profiles are encrypted with is derived from this
+    # secret when set (else from one generated once and kept in the store), and a profile larger than
+    # `context_max_mb` is not saved (the last saved copy is kept).
+    secret: str = Field(default="", repr=False)
+    context_max_mb: int = Field(default=256, ge=1)
 
     # Seconds a session waits for its first client (CDP, or WebDriver) before it ends as TIMED_OUT; 0:
     # it waits until its own timeout. The contract's "~5 minutes to connect after create".

@@ -22,6 +22,7 @@ from browserfleet.api import projects as project_routes
 from browserfleet.api import replays as replay_routes
 from browserfleet.api import sessions as session_routes
 from browserfleet.api import unsupported as unsupported_routes
+from browserfleet.artifacts.contexts import Contexts
 from browserfleet.artifacts.layout import ArtifactRoot
 from browserfleet.artifacts.provision import ServerProvisioner
 from browserfleet.artifacts.recordings import Recordings
@@ -112,6 +113,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         (log.warning if browser_walls.refusal or "OFF" in line else log.info)(line)
     blobs = LocalBlobs(settings.data_dir.resolve() / "blobs")
     blobs.remove_leftovers()
+    contexts = await Contexts.open(store, blobs, settings.secret, settings.context_max_mb * 1024 * 1024)
     launcher = Launcher(
         settings.chromium_path,
         settings.extra_chromium_args,
@@ -120,7 +122,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         isolate=isolate,
         egress_rules=settings.egress_rules(),
         walls=browser_walls,
-        provisioner=ServerProvisioner(store, blobs),
+        provisioner=ServerProvisioner(store, blobs, contexts),
     )
     pool_size = 0 if browser_walls.refusal else settings.pool_size
     runner = LocalRunner(launcher, pool_size, settings.max_parallel_launches, settings.pool_min_free_mb)
@@ -131,8 +133,14 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         artifact_root, store, recordings, settings.sample_interval, settings.session_disk_quota()
     )
     manager.observers.append(artifacts)
+    manager.gates.append(contexts)
+    contexts.running = lambda session_id: manager.find(session_id) is not None
     reaped = await manager.reconcile()  # before the pool starts: it kills every browser of this data dir
+    await contexts.reconcile()  # no session runs now: no context is being persisted
     await recordings.resume()  # tabs whose video a stopped server had not finished
+    # Last of the observers: it shuts each persisting session's browser down to save its profile, and
+    # every other observer needs the browser running.
+    manager.observers.append(contexts)
     runner.start()
     secret = await store.secret("signing-keys", lambda: secrets.token_urlsafe(48))
     services = Services(

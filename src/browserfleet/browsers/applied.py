@@ -7,6 +7,7 @@ targets).
 
 from __future__ import annotations
 
+from browserfleet.browsers import cookies
 from browserfleet.browsers.agent import BrowserAgent, TargetHook
 from browserfleet.browsers.launcher import Browser
 from browserfleet.browsers.spec import AppliedSpec
@@ -21,6 +22,7 @@ def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
 async def apply(browser: Browser, applied: AppliedSpec) -> None:
     """Apply `applied` to a browser just taken or launched, before any client sees it. Raises
     `BrowserError` (a `CdpError`) if the browser does not take it; the caller releases the browser."""
+    await cookies.restore(browser)  # a context's saved cookies, left by the provisioner (if any)
     hooks = hooks_for(applied)
     if not hooks:
         return

@@ -182,6 +182,17 @@ class SessionObserver(Protocol):
         """Called after the session has ended and before its browser is released."""
 
 
+class SessionGate(Protocol):
+    """Something a create must pass before a browser is taken for it (a context that must exist, a
+    claim only one running session may hold)."""
+
+    async def admit(self, session_id: str, project: Project, spec: SessionSpec) -> None:
+        """Refuse the create by raising (`NotFound`, `Conflict`); nothing is held when it raises."""
+
+    async def abandoned(self, session_id: str, spec: SessionSpec) -> None:
+        """The create `admit` let through failed before its session ran: let go of what it holds."""
+
+
 class SessionManager:
     def __init__(
         self,
@@ -196,6 +207,7 @@ class SessionManager:
         # Seconds a session may wait for its first client before it ends (None or 0: until its timeout).
         self.connect_window = connect_window or None
         self.observers: list[SessionObserver] = []
+        self.gates: list[SessionGate] = []
         self._live: dict[str, LiveSession] = {}
         self._pending: dict[str, int] = {}
         self._unrecorded: dict[str, Ending] = {}  # ends the store has not taken yet
@@ -295,6 +307,25 @@ class SessionManager:
 
     async def _start(self, project: Project, spec: SessionSpec) -> Session:
         created = self.clock.now()
+        session_id = str(uuid.uuid4())
+        admitted: list[SessionGate] = []
+        try:
+            for gate in self.gates:
+                await gate.admit(session_id, project, spec)
+                admitted.append(gate)
+            return await self._launch(project, spec, session_id, created)
+        except BaseException:
+            if session_id not in self._live:
+                for gate in admitted:
+                    try:
+                        await asyncio.shield(gate.abandoned(session_id, spec))
+                    except Exception:
+                        log.exception("session %s: %s could not undo its admission", session_id, gate)
+            raise
+
+    async def _launch(
+        self, project: Project, spec: SessionSpec, session_id: str, created: datetime
+    ) -> Session:
         browser = await self._acquire(spec)
         if self._stopping:
             await self.runner.release(browser)
@@ -302,7 +333,7 @@ class SessionManager:
         started = self.clock.now()
         timeout = spec.timeout or project.default_timeout
         row = Session(
-            id=str(uuid.uuid4()),
+            id=session_id,
             project_id=project.id,
             status=Status.RUNNING,
             created_at=created,
