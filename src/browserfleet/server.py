@@ -28,7 +28,7 @@ from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
 from browserfleet.artifacts.storage import LocalBlobs
 from browserfleet.bootstrap import bootstrap
-from browserfleet.browsers import cgroups, netns, process, sandbox
+from browserfleet.browsers import adblock, cgroups, netns, process, sandbox
 from browserfleet.browsers.launcher import Launcher, Walls
 from browserfleet.browsers.sandbox import Mode
 from browserfleet.cluster.local import LocalRunner
@@ -111,6 +111,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         (log.warning if browser_walls.refusal or "OFF" in line else log.info)(line)
     blobs = LocalBlobs(settings.data_dir.resolve() / "blobs")
     blobs.remove_leftovers()
+    adblock.configure(settings.filter_list_paths)
     launcher = Launcher(
         settings.chromium_path,
         settings.extra_chromium_args,

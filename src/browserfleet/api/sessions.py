@@ -8,8 +8,9 @@ from browserfleet.api import schemas
 from browserfleet.api.context import caller, existing_id, services
 from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.openapi import operation
+from browserfleet.browsers import adblock
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
-from browserfleet.errors import NotFound
+from browserfleet.errors import InvalidRequest, NotFound
 from browserfleet.sessions.lifecycle import Status
 from browserfleet.sessions.manager import SessionSpec
 from browserfleet.store.models import Project
@@ -30,6 +31,7 @@ async def create_session(request: web.Request) -> web.Response:
     # Everything is validated here, before a browser is taken from the pool.
     body = schemas.CreateSession.model_validate(await json_body(request))
     check_project_id(project, body.projectId)
+    check_block_ads(body)
     svc = services(request)
     row = await svc.manager.create(project, session_spec(body))
     payload = schemas.CreatedSession(
@@ -41,6 +43,15 @@ async def create_session(request: web.Request) -> web.Response:
     remaining, reset = svc.manager.usage(project)
     headers = rate_limit_headers(project.concurrency, remaining, reset)
     return web.json_response(payload, status=201, headers=headers)
+
+
+def check_block_ads(body: schemas.CreateSession) -> None:
+    """blockAds needs the filter lists on this server: without them it is refused, never ignored."""
+    if body.browserSettings and body.browserSettings.blockAds and (missing := adblock.ENGINE.missing()):
+        raise InvalidRequest(
+            "browserSettings.blockAds is not available on this server: its filter lists are missing "
+            f"({', '.join(map(str, missing))}; see docs/network-policy.md)"
+        )
 
 
 def _proxies(value: bool | list[schemas.ProxyEntry] | None) -> bool | tuple[ProxyRule, ...]:
@@ -79,6 +90,7 @@ def session_spec(body: schemas.CreateSession) -> SessionSpec:
         captcha_input_selector=settings.captchaInputSelector,
         verified=bool(settings.verified or settings.advancedStealth),
         ignore_certificate_errors=bool(settings.ignoreCertificateErrors),
+        enable_pdf_viewer=bool(settings.enablePdfViewer),
     )
     return SessionSpec(
         timeout=body.timeout,
