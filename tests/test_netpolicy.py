@@ -14,6 +14,7 @@ import datetime
 import http.server
 import ipaddress
 import json
+import shutil
 import ssl
 import tempfile
 import threading
@@ -109,9 +110,17 @@ class Site:
                   probe('tracker', '{tracker}'), probe('ad', '{ad}'), probe('own', '{own}'),
                   fetch('{tracker}?via=fetch', {{mode: 'no-cors'}})
                     .then(() => loaded.fetch = 'loaded', () => loaded.fetch = 'failed'),
+                  new Promise(done => {{
+                    const w = new Worker('/worker.js?to=' + encodeURIComponent('{tracker}?via=worker'));
+                    w.onmessage = (e) => done(loaded.worker = e.data);
+                  }}),
                 ]);
             </script>"""
             return 200, html, body.encode()
+        if route == "/worker.js":
+            script = "fetch(new URL(location).searchParams.get('to'), {mode: 'no-cors'})"
+            script += ".then(() => postMessage('loaded'), () => postMessage('failed'));"
+            return 200, {"Content-Type": "text/javascript"}, script.encode()
         if route.endswith(".js"):
             return 200, {"Content-Type": "text/javascript"}, b"window.ran = (window.ran || 0) + 1;"
         if route == "/frames.html":
@@ -370,10 +379,22 @@ def test_block_ads_blocks_listed_requests_and_loads_the_rest(
             page.evaluate("window.probes")
             outcomes[block] = (page.evaluate("window.loaded"), site.seen[before:])
     loaded, seen = outcomes[False]  # the control: without blockAds every probe loads
-    assert loaded == {"tracker": "loaded", "ad": "loaded", "own": "loaded", "fetch": "loaded"}, loaded
+    assert loaded == {
+        "tracker": "loaded",
+        "ad": "loaded",
+        "own": "loaded",
+        "fetch": "loaded",
+        "worker": "loaded",
+    }, loaded
     assert (TRACKER, "/analytics.js") in seen
     loaded, seen = outcomes[True]
-    assert loaded == {"tracker": "failed", "ad": "failed", "own": "loaded", "fetch": "failed"}, loaded
+    assert loaded == {
+        "tracker": "failed",
+        "ad": "failed",
+        "own": "loaded",
+        "fetch": "failed",
+        "worker": "failed",
+    }, loaded
     assert [host for host, _ in seen if host in (TRACKER, AD_SERVER)] == [], seen
     assert ("news.test", "/own.js") in seen
 
@@ -532,3 +553,31 @@ def test_sessions_not_recorded_or_logged_leave_no_frames_or_log(
     assert (files["on"] / "logs" / "cdp.jsonl").exists() and recorded
     assert not (files["off"] / "logs" / "cdp.jsonl").exists()
     assert not list(files["off"].glob("pages/*/frames.bin")) and not list(files["off"].glob("pages/*/hls"))
+
+
+# -- the same through Puppeteer's own interception ----------------------------------------------------
+
+
+def test_puppeteer_request_interception_coexists(
+    named: Server, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_node_clients import run_script
+
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH (make node-deps)"
+    monkeypatch.setenv("NP_DOMAIN", "news.test")
+    monkeypatch.setenv("NP_ALLOWED_URL", site.url("news.test", "/plain"))
+    monkeypatch.setenv("NP_BLOCKED_URL", site.url("blocked.test", "/by-puppeteer"))
+    monkeypatch.setenv("NP_ADS_URL", site.url("news.test", "/ads.html"))
+    out = run_script(node, "netpolicy_puppeteer.mjs", named, site.url("news.test"))
+    assert out["allowedStatus"] == 200 and out["allowedTitle"] == "news.test/plain"
+    assert out["blockedStatus"] == 403 and out["blockedTitle"] == "Blocked: not an allowed domain"
+    assert out["sawBlocked"] is True  # the client's handler ran first and continued it: still blocked
+    assert out["loaded"] == {
+        "tracker": "failed",
+        "ad": "failed",
+        "own": "loaded",
+        "fetch": "failed",
+        "worker": "failed",
+    }
+    assert not site.requested("blocked.test", "/by-puppeteer")
