@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 _DEBIAN = Path("/usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist")
 DEFAULT_LISTS = (_DEBIAN / "easylist.txt", _DEBIAN / "easyprivacy.txt")
 BUILD_TIMEOUT = 180.0
+_TRACKED = 4096  # targets whose last document is remembered (a browser's targets detach unannounced here)
 # Targets whose requests are checked: tabs, out-of-process iframes and workers (each intercepts its own).
 _CHECKED = {"page", "iframe", "worker", "shared_worker", "service_worker"}
 # CDP resource types → the engine's request types (anything else is "other").
@@ -179,6 +180,8 @@ class AdBlock:
             "targetId"
         ):
             self._documents[session] = url  # the source of what the target loads next
+            if len(self._documents) > _TRACKED:
+                del self._documents[next(iter(self._documents))]  # the oldest: its target is long gone
             if paused.top_level:
                 return None  # a tab's own document: the client navigated there
         result = self._engine.check_network_urls(url, source, request_type(paused))
