@@ -61,7 +61,6 @@ def test_create_accepts_every_contract_field(server: Server) -> None:
     session = bb.sessions.create(
         browser_settings={
             "context": {"id": "ctx-1", "persist": True},
-            "extension_id": "ext",
             "fingerprint": {"httpVersion": 2, "screen": {"maxWidth": 1920.0}},
             "viewport": {"height": 711.0, "width": 1288.0},
             "block_ads": True,

@@ -34,6 +34,7 @@ from browserfleet.browsers.sandbox import Mode
 from browserfleet.cluster.local import LocalRunner
 from browserfleet.config import Settings
 from browserfleet.gateway import debug as debug_routes
+from browserfleet.gateway import inside
 from browserfleet.gateway import routes as gateway_routes
 from browserfleet.gateway.frames import MIB, Budget, Limits
 from browserfleet.inspector import live as live_routes
@@ -152,7 +153,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     )
 
     # Bodies beyond 1 MiB are only for uploads, which read their own stream with their own limit.
-    app = web.Application(middlewares=[errors.error_middleware], client_max_size=1024**2)
+    app = web.Application(middlewares=[errors.error_middleware, inside.middleware], client_max_size=1024**2)
     app[SERVICES] = services
     app.add_routes(session_routes.routes)
     app.add_routes(project_routes.routes)

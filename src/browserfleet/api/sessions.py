@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from browserfleet.api import extensions as extension_routes
 from browserfleet.api import schemas
 from browserfleet.api.context import caller, existing_id, services
 from browserfleet.api.errors import json_body, rate_limit_headers
@@ -11,6 +12,7 @@ from browserfleet.api.openapi import operation
 from browserfleet.browsers import adblock
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
 from browserfleet.errors import InvalidRequest, NotFound
+from browserfleet.gateway import inside
 from browserfleet.sessions.lifecycle import Status
 from browserfleet.sessions.manager import SessionSpec
 from browserfleet.store.models import Project
@@ -33,7 +35,10 @@ async def create_session(request: web.Request) -> web.Response:
     check_project_id(project, body.projectId)
     check_block_ads(body)
     svc = services(request)
-    row = await svc.manager.create(project, session_spec(body))
+    spec = session_spec(body)
+    await extension_routes.check_usable(request, spec.browser.launch.extension_id, project.id)
+    row = await svc.manager.create(project, spec)
+    inside.pin(svc, request, row.id)  # its extension may dial connectUrl from inside the browser
     payload = schemas.CreatedSession(
         **schemas.session_fields(row),
         connectUrl=svc.connect_url(request, row.id),
@@ -121,6 +126,7 @@ async def get_session(request: web.Request) -> web.Response:
     row = await svc.manager.get(project.id, existing_id(request.match_info["id"]))
     fields = schemas.session_fields(row)
     if row.status == Status.RUNNING:
+        inside.pin(svc, request, row.id)  # this connectUrl too (its host may differ from the create's)
         fields |= {
             "connectUrl": svc.connect_url(request, row.id),
             "seleniumRemoteUrl": svc.selenium_url(request),

@@ -7,6 +7,7 @@ module only runs them in order and gathers their Chromium arguments.
 
 from __future__ import annotations
 
+from browserfleet.artifacts import extensions
 from browserfleet.artifacts.storage import Blobs
 from browserfleet.browsers.provision import FreshProfile
 from browserfleet.browsers.spec import LaunchSpec
@@ -25,7 +26,7 @@ class ServerProvisioner:
         if spec.context_id is not None:
             raise NotImplementedError("contexts")
         if spec.extension_id is not None:
-            raise NotImplementedError("extensions")
+            args += await extensions.provision(self.store, self.blobs, spec.extension_id, None, profile)
         if spec.ca_certificates:
             raise NotImplementedError("certificates")
         return args

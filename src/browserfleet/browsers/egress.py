@@ -9,6 +9,10 @@ Every destination is resolved once, every address it resolves to is checked agai
 is not tried at all), and only then is a connection made, to exactly those checked addresses. A refusal
 is a `403` with a short text body and no connection attempt; a malformed request, a head over 64 KiB or
 a bad port is a `400`; a head not complete within 30 s is cut with a `408`.
+
+A pinned route (`EgressProxy.pinned`, set by the server for a session whose extension dials the
+session's own gateway entry) is taken before any rule, for exactly its host and port, to a fixed
+address; each connection on it is registered (`PinnedPeers`) so the far end can tell where it came from.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import logging
 import re
 import socket
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,9 +58,43 @@ class Refusal(Exception):
         ).encode() + body
 
 
+class PinnedPeers:
+    """The local addresses of the connections egress proxies have open on a pinned route, each with its
+    proxy: how the far end, when it is this process (the gateway), tells a connection that came from
+    inside a browser. Only this process makes those sockets, so an address here while it is open is one."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, int], EgressProxy] = {}
+
+    def proxy_of(self, peer: Any) -> EgressProxy | None:
+        """The proxy whose pinned connection arrives from `peer` (a socket address), if any."""
+        return self._open.get(tuple(peer[:2])) if isinstance(peer, tuple) and len(peer) >= 2 else None
+
+    def add(self, local: tuple[str, int], proxy: EgressProxy) -> None:
+        self._open[local] = proxy
+
+    def discard(self, local: tuple[str, int]) -> None:
+        self._open.pop(local, None)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A route taken before any rule (a session's own gateway entry): CONNECTs and requests to its
+    (host, port) go to `address` instead, and each connection is registered in `peers` while open."""
+
+    address: tuple[str, int]
+    peers: PinnedPeers
+
+
 class EgressProxy:
     def __init__(self, rules: EgressRules, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.rules = rules
+        # (host as the browser names it, lower case, no brackets; port) -> the route it takes instead.
+        self.pinned: dict[tuple[str, int], Pin] = {}
+        self._pinned_open: dict[asyncio.StreamWriter, tuple[PinnedPeers, tuple[str, int]]] = {}
         self.head_timeout = head_timeout
         self.port = PORT
         self.bytes = 0  # through the proxy in both directions (proxyBytes, later)
@@ -135,7 +174,11 @@ class EgressProxy:
             raise Refusal(400, f"the request head is over {MAX_HEAD // 1024} KiB") from None
 
     async def _open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A connection to `host:port`, once every address it resolves to has passed the rules."""
+        """A connection to `host:port`, once every address it resolves to has passed the rules (or by its
+        pinned route, which no rule applies to)."""
+        pin = self.pinned.get((normal_name(host.strip("[]")), port))
+        if pin is not None:
+            return await self._open_pinned(pin, host, port)
         targets = await self._resolve(host, port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CONNECT_TIMEOUT
@@ -155,6 +198,18 @@ class EgressProxy:
                 sock.close()
                 raise
         raise Refusal(502, f"cannot connect to {host}:{port}: {failure}")
+
+    async def _open_pinned(
+        self, pin: Pin, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*pin.address), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise Refusal(502, f"cannot connect to {host}:{port}: {exc or 'timed out'}") from None
+        local = writer.get_extra_info("sockname")
+        self._pinned_open[writer] = (pin.peers, (local[0], local[1]))
+        pin.peers.add((local[0], local[1]), self)
+        return reader, writer
 
     async def _resolve(self, host: str, port: int) -> list[tuple[int, Any]]:
         """The socket addresses to try for `host:port`, in order; raises a 403 if any is refused."""
@@ -229,6 +284,9 @@ class EgressProxy:
                 to_client.add_done_callback(lambda _done: to_upstream.cancel())
         finally:
             upstream_w.close()
+            pinned = self._pinned_open.pop(upstream_w, None)
+            if pinned is not None:
+                pinned[0].discard(pinned[1])
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -26,7 +26,7 @@ from browserfleet.aio import Tasks
 from browserfleet.browsers.launcher import Browser
 from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.runner import Runner
-from browserfleet.errors import BrowserError, ConcurrencyLimited, Gone, NotFound, Unavailable
+from browserfleet.errors import BrowserError, ConcurrencyLimited, Gone, InvalidRequest, NotFound, Unavailable
 from browserfleet.sessions import query
 from browserfleet.sessions.lifecycle import (
     AwaitExit,
@@ -228,6 +228,8 @@ class SessionManager:
     async def _acquire(self, spec: SessionSpec) -> Browser:
         try:
             return await self.runner.acquire(spec.browser)
+        except (InvalidRequest, NotFound):
+            raise  # what the spec names is at fault (an extension Chromium will not load, or gone)
         except BrowserError as exc:
             log.error("browser launch failed: %s (%s)", exc, exc.detail)
             raise Unavailable(f"The browser could not be started: {exc.message}") from exc
