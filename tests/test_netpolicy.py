@@ -295,9 +295,11 @@ def test_navigation_outside_the_allowed_domains_gets_the_error_page(
         tab = browser.contexts[0].new_page()
         assert tab.goto(site.url("blocked.test", "/tab")).status == 403
         assert tab.goto(site.url("allowed.test", "/tab")).status == 200
+        isolated = browser.new_context().new_page()  # another browser context: its tabs too
+        assert isolated.goto(site.url("blocked.test", "/context")).status == 403
 
     assert site.requested("blocked.test", "/framed") and site.requested("blocked.test", "/pixel.gif")
-    for path in ("/secret", "/hop", "/popup", "/tab"):
+    for path in ("/secret", "/hop", "/popup", "/tab", "/context"):
         assert not site.requested("blocked.test", path), path
     assert site.requested("allowed.test", "/tab")
 
