@@ -2,12 +2,12 @@
 
 Headless (`--headless=new`) Chromium 156 opens a PDF in its built-in viewer (an out-of-process frame of
 the PDF extension). The hosted service's spec offers `enablePdfViewer: true` as the way to view PDFs in
-the browser, so it downloads them by default, and so does this server, applied per session after the browser is taken (pooled
-browsers stay warm): the browser agent pauses document responses (`Fetch`, response stage) and marks a
-PDF one `Content-Disposition: attachment`, which Chromium downloads instead of viewing; the download
-lands in the session's downloads (`GET /v1/sessions/{id}/downloads`) like any other. Playwright's
-`page.goto` of a PDF then raises "Download is starting" (net::ERR_ABORTED), as in any browser without
-a PDF viewer. PDFs in frames and `<embed>` are downloaded too.
+the browser, so it downloads them by default, and so does this server, applied per session after the
+browser is taken (pooled browsers stay warm): the browser agent pauses document responses (`Fetch`,
+response stage) and marks a PDF one `Content-Disposition: attachment`, which Chromium downloads instead
+of viewing; the download lands in the session's downloads (`GET /v1/sessions/{id}/downloads`) like any
+other. Playwright's `page.goto` of a PDF then raises "Download is starting" (net::ERR_ABORTED), as in
+any browser without a PDF viewer. PDFs in frames and `<embed>` are downloaded too.
 
 The one other switch Chromium has is a profile preference (`plugins.always_open_pdf_externally`), read
 at launch: it would make the choice a launch-time setting, and a session asking for the other value
