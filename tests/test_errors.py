@@ -17,6 +17,7 @@ from browserfleet import errors
 from browserfleet.api import sessions as session_routes
 from browserfleet.api.auth import add_key
 from browserfleet.api.errors import error_middleware
+from browserfleet.artifacts import zips
 from browserfleet.artifacts.layout import ArtifactRoot
 from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
@@ -53,6 +54,7 @@ EXPECTED = {
     errors.PageLoadTimedOut: 504,
     errors.Unavailable: 503,
     errors.ShuttingDown: 503,
+    zips.UnsafeZip: 400,
     errors.BrowserError: 503,
     errors.LaunchFailed: 503,
     errors.CdpError: 503,

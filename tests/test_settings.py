@@ -31,12 +31,8 @@ def test_newer_keys_are_stored_as_not_performed() -> None:
         }
     )
     assert summary == {
-        "notPerformed": {
-            "size": "large",
-            "enablePdfViewer": True,
-            "enableNativeSelectPolyfill": False,
-            "headful": True,
-        }
+        "applied": {"enable_pdf_viewer": True},  # applied (browsers/pdf.py), not merely stored
+        "notPerformed": {"size": "large", "enableNativeSelectPolyfill": False, "headful": True},
     }
 
 

@@ -161,3 +161,11 @@ class Settings(BaseSettings):
         if self.session_disk_mb is None:
             self.session_disk_mb = default_session_disk_mb(self.data_dir)
         return self.session_disk_mb * 1024 * 1024 or None
+
+    # blockAds: the filter lists (EasyList syntax), comma-separated paths; empty: the snapshots of Debian's
+    # webext-ublock-origin-chromium package (browsers/adblock.py, docs/network-policy.md).
+    filter_lists: str = ""
+
+    @property
+    def filter_list_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.filter_lists.split(",") if p.strip()]

@@ -29,7 +29,7 @@ from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
 from browserfleet.artifacts.storage import LocalBlobs
 from browserfleet.bootstrap import bootstrap
-from browserfleet.browsers import cgroups, netns, process, sandbox
+from browserfleet.browsers import adblock, cgroups, netns, process, sandbox
 from browserfleet.browsers.launcher import Launcher, Walls
 from browserfleet.browsers.sandbox import Mode
 from browserfleet.cluster.local import LocalRunner
@@ -114,6 +114,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     blobs = LocalBlobs(settings.data_dir.resolve() / "blobs")
     blobs.remove_leftovers()
     contexts = await Contexts.open(store, blobs, settings.secret, settings.context_max_mb * 1024 * 1024)
+    adblock.configure(settings.filter_list_paths)
     launcher = Launcher(
         settings.chromium_path,
         settings.extra_chromium_args,

@@ -10,8 +10,17 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
+from browserfleet.browsers import navigation
 from browserfleet.store.models import Project, Session
 
 Region = Literal["us-west-2", "us-east-1", "eu-central-1", "ap-southeast-1"]
@@ -49,6 +58,14 @@ class ProxyEntry(_Open):
     password: str | None = None
 
 
+def _domain(entry: str) -> str:
+    navigation.parse_domain(entry)  # ValueError: the entry, and what is wrong with it
+    return entry
+
+
+AllowedDomain = Annotated[str, AfterValidator(_domain)]
+
+
 class BrowserSettings(_Open):
     context: ContextRef | None = None
     extensionId: str | None = None
@@ -62,7 +79,7 @@ class BrowserSettings(_Open):
     advancedStealth: bool | None = None
     verified: bool | None = None
     os: Literal["windows", "mac", "linux", "mobile", "tablet"] | None = None
-    allowedDomains: list[str] | None = None
+    allowedDomains: list[AllowedDomain] | None = Field(default=None, max_length=navigation.MAX_ENTRIES)
     ignoreCertificateErrors: bool | None = None
     fingerprint: dict[str, Any] | None = None
     # Newer keys of the hosted service (docs/settings.md says what each does here).

@@ -9,6 +9,7 @@ from browserfleet.api import schemas
 from browserfleet.api.context import caller, existing_id, services
 from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.openapi import operation
+from browserfleet.browsers import adblock
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
 from browserfleet.errors import InvalidRequest, NotFound
 from browserfleet.gateway import inside
@@ -33,6 +34,7 @@ async def create_session(request: web.Request) -> web.Response:
     # Everything is validated here, before a browser is taken from the pool.
     body = schemas.CreateSession.model_validate(await json_body(request))
     check_project_id(project, body.projectId)
+    check_block_ads(body)
     svc = services(request)
     spec = session_spec(body)
     await extension_routes.check_usable(request, spec.browser.launch.extension_id, project.id)
@@ -58,6 +60,15 @@ def limit_headers(svc: Services, project: Project) -> dict[str, str]:
     return headers
 
 
+def check_block_ads(body: schemas.CreateSession) -> None:
+    """blockAds needs the filter lists on this server: without them it is refused, never ignored."""
+    if body.browserSettings and body.browserSettings.blockAds and (missing := adblock.ENGINE.missing()):
+        raise InvalidRequest(
+            "browserSettings.blockAds is not available on this server: its filter lists are missing "
+            f"({', '.join(map(str, missing))}; see docs/network-policy.md)"
+        )
+
+
 def _proxies(value: bool | list[schemas.ProxyEntry] | None) -> bool | tuple[ProxyRule, ...]:
     if not isinstance(value, list):
         return bool(value)
@@ -78,7 +89,7 @@ def _proxies(value: bool | list[schemas.ProxyEntry] | None) -> bool | tuple[Prox
 # id of an uploaded extension).
 PREINSTALLED = frozenset({"onepassword", "browser-events"})
 # Accepted and stored, not performed here (docs/settings.md says why of each).
-NOT_PERFORMED = ("size", "enablePdfViewer", "enableNativeSelectPolyfill", "headful")
+NOT_PERFORMED = ("size", "enableNativeSelectPolyfill", "headful")
 
 
 def _extension_id(body: schemas.CreateSession, settings: schemas.BrowserSettings) -> str | None:
@@ -121,6 +132,7 @@ def session_spec(body: schemas.CreateSession) -> SessionSpec:
         captcha_input_selector=settings.captchaInputSelector,
         verified=bool(settings.verified or settings.advancedStealth),
         ignore_certificate_errors=bool(settings.ignoreCertificateErrors),
+        enable_pdf_viewer=bool(settings.enablePdfViewer),
     )
     return SessionSpec(
         timeout=body.timeout,

@@ -8,14 +8,30 @@ targets).
 from __future__ import annotations
 
 from browserfleet.browsers import cookies
+from browserfleet.browsers.adblock import AdBlock
 from browserfleet.browsers.agent import BrowserAgent, TargetHook
+from browserfleet.browsers.certerrors import IgnoreCertificateErrors
+from browserfleet.browsers.interception import Interception, Interceptor
 from browserfleet.browsers.launcher import Browser
+from browserfleet.browsers.navigation import AllowedDomains, DomainList
+from browserfleet.browsers.pdf import PdfDownloads
 from browserfleet.browsers.spec import AppliedSpec
 
 
 def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
     """The hooks that apply `applied`, in the order they run on each target."""
     hooks: list[TargetHook] = []
+    if applied.ignore_certificate_errors:
+        hooks.append(IgnoreCertificateErrors())
+    interceptors: list[Interceptor] = []
+    if applied.allowed_domains:
+        interceptors.append(AllowedDomains(DomainList.parse(applied.allowed_domains)))
+    if applied.block_ads:
+        interceptors.append(AdBlock())
+    if not applied.enable_pdf_viewer:
+        interceptors.append(PdfDownloads())
+    if interceptors:
+        hooks.append(Interception(interceptors))
     return hooks
 
 
