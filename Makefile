@@ -6,8 +6,9 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 NODE_DIR  := tests/node
 # postgresql: the suite starts a throwaway cluster of its own (harness/postgres.py) to test on it.
+# webext-ublock-origin-chromium: only for its EasyList and EasyPrivacy snapshots (blockAds).
 # libnss3-tools: certutil, which adds the CA certificates a session trusts to its browser.
-APT_PKGS  := chromium chromium-driver bubblewrap postgresql libnss3-tools
+APT_PKGS  := chromium chromium-driver bubblewrap postgresql webext-ublock-origin-chromium libnss3-tools
 # Tests run with loopback only: nothing they start may send a packet off 127.0.0.1.
 NETNS     := unshare --net sh -c 'ip link set lo up && exec "$$0" "$$@"'
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -58,10 +58,10 @@ def test_wire_format(server: Server) -> None:
 def test_create_accepts_every_contract_field(server: Server) -> None:
     # What the SDK's own "all params" test sends, plus the legacy fingerprint and float numbers.
     bb = server.sdk()
+    context = bb.contexts.create()  # a context must exist (an unknown one is a 404)
     session = bb.sessions.create(
         browser_settings={
-            "context": {"id": "ctx-1", "persist": True},
-            "extension_id": "ext",
+            "context": {"id": context.id, "persist": True},
             "fingerprint": {"httpVersion": 2, "screen": {"maxWidth": 1920.0}},
             "viewport": {"height": 711.0, "width": 1288.0},
             "block_ads": True,
@@ -82,7 +82,7 @@ def test_create_accepts_every_contract_field(server: Server) -> None:
         api_timeout=60,
         user_metadata={"foo": "bar"},
     )
-    assert session.context_id == "ctx-1" and session.keep_alive is True
+    assert session.context_id == context.id and session.keep_alive is True
     bb.sessions.update(session.id, status="REQUEST_RELEASE")
 
 

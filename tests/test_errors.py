@@ -17,6 +17,7 @@ from browserfleet import errors
 from browserfleet.api import sessions as session_routes
 from browserfleet.api.auth import add_key
 from browserfleet.api.errors import error_middleware
+from browserfleet.artifacts import zips
 from browserfleet.artifacts.layout import ArtifactRoot
 from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
@@ -49,7 +50,11 @@ EXPECTED = {
     errors.ConcurrencyLimited: 429,
     errors.RateLimited: 429,
     errors.NotOffered: 501,
+    errors.PageLoadFailed: 502,
+    errors.PageLoadTimedOut: 504,
     errors.Unavailable: 503,
+    errors.ShuttingDown: 503,
+    zips.UnsafeZip: 400,
     errors.BrowserError: 503,
     errors.LaunchFailed: 503,
     errors.CdpError: 503,
@@ -95,8 +100,11 @@ def test_a_domain_error_is_answered_in_the_contracts_shape(cls: type[errors.Brow
     assert status == EXPECTED[cls]
     # The message and nothing else: `detail` (paths, a browser's own output) never reaches a client.
     assert body == {"statusCode": status, "error": HTTPStatus(status).phrase, "message": error.message}
-    # The SDKs retry 409 and 5xx: none of these is transient.
-    assert headers.get("x-should-retry") == ("false" if status >= 500 or status == 409 else None)
+    # The SDKs retry 409, 429 and 5xx: a refusal a retry cannot change says so. A 429 is left to their
+    # rules (they honour its retry-after), and so is a server that is stopping (another try may find it
+    # restarted).
+    transient = cls in (errors.ConcurrencyLimited, errors.RateLimited, errors.ShuttingDown)
+    assert headers.get("x-should-retry") == (None if transient else "false")
 
 
 def test_concurrency_limited_says_when_to_retry() -> None:
@@ -107,6 +115,15 @@ def test_concurrency_limited_says_when_to_retry() -> None:
     assert headers["retry-after"] == "60"  # never more than a minute: the Python SDKs ignore longer waits
     _status, headers, _body = run_async(lambda: answers(lambda: errors.ConcurrencyLimited(3, 0)))
     assert headers["retry-after"] == "1"
+
+
+def test_rate_limited_says_when_one_more_creation_is_allowed() -> None:
+    status, headers, body = run_async(lambda: answers(lambda: errors.RateLimited(5, 17)))
+    assert status == 429 and body["error"] == "Too Many Requests"
+    assert "per minute" in body["message"] and "(5)" in body["message"]
+    assert (headers["x-ratelimit-limit"], headers["x-ratelimit-remaining"]) == ("5", "0")
+    assert headers["x-ratelimit-reset"] == headers["retry-after"] == "17"
+    assert "x-should-retry" not in headers
 
 
 def test_the_bare_base_class_is_a_defect() -> None:

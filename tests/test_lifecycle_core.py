@@ -16,12 +16,22 @@ import pytest
 
 from browserfleet.browsers.launcher import Browser
 from browserfleet.browsers.spec import BrowserSpec, LaunchSpec
-from browserfleet.errors import ConcurrencyLimited, Gone, LaunchFailed, NotFound, Unavailable
+from browserfleet.errors import (
+    ConcurrencyLimited,
+    Gone,
+    LaunchFailed,
+    NotFound,
+    RateLimited,
+    ShuttingDown,
+    Unavailable,
+)
 from browserfleet.sessions.lifecycle import (
+    NEVER_CONNECTED,
     AwaitExit,
     BrowserExited,
     ClientAttached,
     ClientDetached,
+    ConnectWindowElapsed,
     Ending,
     Expired,
     GraceElapsed,
@@ -32,6 +42,7 @@ from browserfleet.sessions.lifecycle import (
     after_restart,
 )
 from browserfleet.sessions.manager import SessionManager, SessionSpec, stored_setting
+from browserfleet.sessions.ratelimit import Usage
 from browserfleet.store.models import Project, Session
 from harness.server import run_async
 
@@ -361,7 +372,7 @@ def test_shutdown_and_reconcile() -> None:
         row = await rig.manager.create(PROJECT, SessionSpec())
         await rig.manager.shutdown()
         assert rig.status(row.id) == (Status.ERROR, "server stopped")
-        with pytest.raises(Unavailable, match="shutting down"):
+        with pytest.raises(ShuttingDown, match="shutting down"):
             await rig.manager.create(PROJECT, SessionSpec())
         # A new server on the same store, after one that died with two sessions running.
         for expires in (T0 - timedelta(seconds=1), T0 + timedelta(hours=1)):
@@ -457,7 +468,7 @@ def test_a_create_whose_row_is_written_while_shutdown_runs_is_ended_not_left_run
         await store.adding.wait()
         await manager.shutdown()  # it has ended every session it saw; this one was not in the map yet
         store.go.set()
-        with pytest.raises(Unavailable, match="shutting down"):
+        with pytest.raises(ShuttingDown, match="shutting down"):
             await create
         # aiohttp lets a request finish after on_shutdown: it must not leave a session with no owner
         # (RUNNING until the next start, its browser alive after the server exits).
@@ -487,7 +498,7 @@ def test_a_launch_that_finishes_after_shutdown_began_is_released_and_refused() -
         await asyncio.sleep(0)
         await manager.shutdown()
         runner.go.set()
-        with pytest.raises(Unavailable, match="shutting down"):
+        with pytest.raises(ShuttingDown, match="shutting down"):
             await create
         assert runner.browsers[0].released and not store.rows
 
@@ -644,3 +655,97 @@ def test_a_spec_summary_keeps_no_password_given_in_a_proxy_url() -> None:
     summary = SessionSpec(browser=BrowserSpec(applied=AppliedSpec(proxies=(rule,)))).summary()
     assert "hunter2" not in repr(summary)
     assert summary["applied"]["proxies"][0]["server"] == "http://alice:(set)@proxy.test:8080"
+
+
+# -- the connect window and the creations-per-minute limit ----------------------------------------
+
+
+def test_the_connect_window_ends_a_session_nobody_connected_to() -> None:
+    window_end = T0 + timedelta(seconds=120)
+    idle = Lifecycle(False, EXPIRY, connect_by=window_end)
+    # A timer a millisecond early still ends it at the window's end, never before.
+    assert idle.on(ConnectWindowElapsed(), window_end - timedelta(milliseconds=1)) == Ending(
+        Status.TIMED_OUT, NEVER_CONNECTED, window_end
+    )
+    used = Lifecycle(True, EXPIRY, connect_by=window_end)
+    used.on(ClientAttached(), T0)
+    used.on(ClientDetached(), T0)  # keepAlive: it runs on, and having connected once is enough
+    assert used.on(ConnectWindowElapsed(), window_end) is None
+    assert not used.ended
+    assert Lifecycle(False, EXPIRY).on(ConnectWindowElapsed(), window_end) is None  # no window
+
+
+def test_the_manager_ends_unconnected_sessions_at_the_window_and_spares_the_rest() -> None:
+    async def body(rig: Rig) -> None:
+        rig.manager.connect_window = 120
+        idle = await rig.manager.create(PROJECT, SessionSpec(keep_alive=True))
+        used = await rig.manager.create(PROJECT, SessionSpec())
+        rig.manager.attach(used.id, client([], "cdp"))
+        rig.clock.advance(119)
+        await rig.settle()
+        assert rig.status(idle.id) == (Status.RUNNING, None)
+        rig.clock.advance(1)
+        await rig.settle()
+        assert rig.status(idle.id) == (Status.TIMED_OUT, NEVER_CONNECTED)
+        assert rig.store.rows[idle.id].ended_at == T0 + timedelta(seconds=120)
+        assert rig.status(used.id) == (Status.RUNNING, None)
+        assert rig.runner.browsers[0].released and not rig.runner.browsers[1].released
+        # A window longer than the timeout: the timeout ends it, as without a window.
+        rig.manager.connect_window = 600
+        short = await rig.manager.create(PROJECT, SessionSpec(timeout=300))
+        assert rig.manager.find(short.id) is not None
+        assert rig.manager.find(short.id).lifecycle.connect_by is None  # type: ignore[union-attr]
+        rig.clock.advance(300)
+        await rig.settle()
+        assert rig.status(short.id) == (Status.TIMED_OUT, "timeout reached")
+
+    run(body)
+
+
+def limited(per_minute: int, concurrency: int = 10) -> Project:
+    return Project(
+        id="rated",
+        name="r",
+        owner_id="o",
+        default_timeout=300,
+        concurrency=concurrency,
+        creations_per_minute=per_minute,
+    )
+
+
+def test_creations_per_minute_refuses_with_a_true_wait() -> None:
+    async def body(rig: Rig) -> None:
+        project = limited(2)
+        first = await rig.manager.create(project, SessionSpec())
+        rig.clock.advance(15)
+        await rig.manager.create(project, SessionSpec())
+        assert rig.manager.creation_usage(project) == Usage(0, 45)
+        await rig.manager.release(project.id, first.id)  # releasing frees concurrency, not the rate
+        with pytest.raises(RateLimited) as refused:
+            await rig.manager.create(project, SessionSpec())
+        assert (refused.value.limit, refused.value.reset_seconds) == (2, 45)
+        assert "(2)" in refused.value.message
+        rig.clock.advance(44)
+        with pytest.raises(RateLimited):
+            await rig.manager.create(project, SessionSpec())
+        rig.clock.advance(1)
+        await rig.manager.create(project, SessionSpec())
+        assert rig.manager.creation_usage(PROJECT) is None  # a project without the limit
+
+    run(body)
+
+
+def test_a_create_that_fails_does_not_count_against_the_rate() -> None:
+    async def body(rig: Rig) -> None:
+        project = limited(1)
+        rig.runner.fail = LaunchFailed("chromium did not start")
+        with pytest.raises(Unavailable):
+            await rig.manager.create(project, SessionSpec())
+        rig.runner.fail = None
+        await rig.manager.create(project, SessionSpec())
+        # The concurrency is checked first: at its limit, that is the refusal.
+        full = limited(5, concurrency=1)
+        with pytest.raises(ConcurrencyLimited):
+            await rig.manager.create(full, SessionSpec())
+
+    run(body)

@@ -1,4 +1,5 @@
-"""First-start set-up: the bootstrap project and its API key, and limits from the environment."""
+"""First-start set-up: the bootstrap project and its API key, and limits from the environment
+(concurrency, default timeout, creations per minute)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ DEFAULT_TIMEOUT = 300  # seconds, as on Browserbase
 
 
 async def create_project(
-    store: Store, name: str, concurrency: int = DEFAULT_CONCURRENCY, default_timeout: int = DEFAULT_TIMEOUT
+    store: Store,
+    name: str,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    default_timeout: int = DEFAULT_TIMEOUT,
+    creations_per_minute: int | None = None,
 ) -> Project:
     now = datetime.now(UTC)
     project = Project(
@@ -27,6 +32,7 @@ async def create_project(
         owner_id="local",
         default_timeout=default_timeout,
         concurrency=concurrency,
+        creations_per_minute=creations_per_minute,
         created_at=now,
         updated_at=now,
     )
@@ -37,7 +43,7 @@ async def bootstrap(store: Store, settings: Settings) -> tuple[Project, str | No
     """The bootstrap project, and a newly generated key when one had to be made (shown once)."""
     projects = await store.projects()
     project = projects[0] if projects else await create_project(store, "default")
-    limits = {
+    limits: dict[str, int | None] = {
         name: value
         for name, value in (
             ("concurrency", settings.concurrency),
@@ -45,6 +51,10 @@ async def bootstrap(store: Store, settings: Settings) -> tuple[Project, str | No
         )
         if value is not None and getattr(project, name) != value
     }
+    if settings.creations_per_minute is not None:  # set, 0 included: it turns the limit off
+        rate = settings.creations_per_minute or None
+        if project.creations_per_minute != rate:
+            limits["creations_per_minute"] = rate
     if limits:
         project = await store.update_project(project.id, updated_at=datetime.now(UTC), **limits) or project
     if settings.api_key:

@@ -28,6 +28,9 @@ console = Console()
 T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./data)")]
+CreationsPerMinute = Annotated[
+    int, typer.Option(min=0, help="Session creations allowed per rolling minute (0: no limit, the default)")
+]
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -85,8 +88,18 @@ def projects_list(data_dir: DataDir = None) -> None:
     """List projects."""
     rows = _with_store(data_dir, lambda store: store.projects())
     _table(
-        ("id", "name", "concurrency", "default timeout (s)", "created"),
-        [(r.id, r.name, str(r.concurrency), str(r.default_timeout), r.created_at.isoformat()) for r in rows],
+        ("id", "name", "concurrency", "default timeout (s)", "creations/min", "created"),
+        [
+            (
+                r.id,
+                r.name,
+                str(r.concurrency),
+                str(r.default_timeout),
+                str(r.creations_per_minute or "-"),
+                r.created_at.isoformat(),
+            )
+            for r in rows
+        ],
     )
 
 
@@ -95,12 +108,15 @@ def projects_create(
     name: str,
     concurrency: Annotated[int, typer.Option(min=1)] = boot.DEFAULT_CONCURRENCY,
     default_timeout: Annotated[int, typer.Option(min=60, max=21600)] = boot.DEFAULT_TIMEOUT,
+    creations_per_minute: CreationsPerMinute = 0,
     data_dir: DataDir = None,
 ) -> None:
     """Create a project and an API key for it (the key is printed once)."""
 
     async def work(store: Store) -> tuple[str, str]:
-        project = await boot.create_project(store, name, concurrency, default_timeout)
+        project = await boot.create_project(
+            store, name, concurrency, default_timeout, creations_per_minute or None
+        )
         key = auth.new_key()
         await auth.add_key(store, project.id, key, "created with the project")
         return project.id, key
@@ -116,23 +132,33 @@ def projects_update(
     concurrency: Annotated[int | None, typer.Option(min=1)] = None,
     default_timeout: Annotated[int | None, typer.Option(min=60, max=21600)] = None,
     name: Annotated[str | None, typer.Option()] = None,
+    creations_per_minute: Annotated[
+        int | None, typer.Option(min=0, help="Session creations allowed per rolling minute (0: no limit)")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Change a project's concurrency, default timeout or name."""
-    fields = {
+    """Change a project's concurrency, default timeout, creations per minute or name."""
+    fields: dict[str, object] = {
         k: v
         for k, v in (("concurrency", concurrency), ("default_timeout", default_timeout), ("name", name))
         if v
     }
+    if creations_per_minute is not None:
+        fields["creations_per_minute"] = creations_per_minute or None  # 0 turns the limit off
     if not fields:
-        raise typer.BadParameter("nothing to change: give --concurrency, --default-timeout or --name")
+        raise typer.BadParameter(
+            "nothing to change: give --concurrency, --default-timeout, --creations-per-minute or --name"
+        )
     row = _with_store(
         data_dir, lambda store: store.update_project(project_id, updated_at=datetime.now(UTC), **fields)
     )
     if row is None:
         console.print(f"[red]no project {project_id}[/]")
         raise typer.Exit(1)
-    console.print(f"project {row.id}: concurrency {row.concurrency}, default timeout {row.default_timeout}s")
+    rate = f"{row.creations_per_minute} creations/min" if row.creations_per_minute else "no creation limit"
+    console.print(
+        f"project {row.id}: concurrency {row.concurrency}, default timeout {row.default_timeout}s, {rate}"
+    )
 
 
 @keys_app.command("create")

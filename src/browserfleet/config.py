@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     api_key: str = ""
     concurrency: int | None = Field(default=None, ge=1)
     default_timeout: int | None = Field(default=None, ge=60, le=21600)
+    # ... and its session creations per rolling minute (0: no limit); unset leaves the project's as it is.
+    creations_per_minute: int | None = Field(default=None, ge=0)
 
     chromium_path: str = "/usr/lib/chromium/chromium"
     # Extra Chromium flags, shell-style quoted.
@@ -127,6 +129,19 @@ class Settings(BaseSettings):
     # Disk quota for each session's downloads and uploads together, in MiB (0: none); unset: sized to
     # the data dir's free disk at start (`session_disk_quota`).
     session_disk_mb: int | None = Field(default=None, ge=0)
+    # Contexts (docs/contexts.md): the key their saved profiles are encrypted with is derived from this
+    # secret when set (else from one generated once and kept in the store), and a profile larger than
+    # `context_max_mb` is not saved (the last saved copy is kept).
+    secret: str = Field(default="", repr=False)
+    context_max_mb: int = Field(default=256, ge=1)
+
+    # Seconds a session waits for its first client (CDP, or WebDriver) before it ends as TIMED_OUT; 0:
+    # it waits until its own timeout. The contract's "~5 minutes to connect after create".
+    connect_window: float = Field(default=300.0, ge=0)
+    # `POST /v1/fetch`: how long a page may take to load (504 past it), and the largest response body
+    # (and rendered page) it returns (502 past it).
+    fetch_timeout: float = Field(default=30.0, gt=0, le=600)
+    fetch_max_mb: int = Field(default=10, ge=1, le=100)
 
     @field_validator("egress_allow")
     @classmethod
@@ -148,6 +163,14 @@ class Settings(BaseSettings):
         if self.session_disk_mb is None:
             self.session_disk_mb = default_session_disk_mb(self.data_dir)
         return self.session_disk_mb * 1024 * 1024 or None
+
+    # blockAds: the filter lists (EasyList syntax), comma-separated paths; empty: the snapshots of Debian's
+    # webext-ublock-origin-chromium package (browsers/adblock.py, docs/network-policy.md).
+    filter_lists: str = ""
+
+    @property
+    def filter_list_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.filter_lists.split(",") if p.strip()]
 
     # The operator's upstream proxies, for `proxies: true`, `{type: "browserbase"}` and the connect URL's
     # `enableProxy=true` (docs/proxies.md): a JSON array of entries like a create body's `proxies`

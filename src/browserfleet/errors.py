@@ -83,11 +83,28 @@ class NotOffered(BrowserfleetError):
     the message names it."""
 
 
+# -- a site's fault (what `POST /v1/fetch` loaded) --------------------------------------------------
+
+
+class PageLoadFailed(BrowserfleetError):
+    """The page a fetch asked for could not be had: the site refused or broke off, its TLS failed, the
+    egress rules refused it, or its response was over the size limit."""
+
+
+class PageLoadTimedOut(PageLoadFailed):
+    """The page a fetch asked for did not answer in time."""
+
+
 # -- the server's fault ---------------------------------------------------------------------------
 
 
 class Unavailable(BrowserfleetError):
     """The server cannot serve this now (shutting down, no browser could be had)."""
+
+
+class ShuttingDown(Unavailable):
+    """The server is stopping: unlike the other `Unavailable`s, worth another try (the server restarted,
+    or another one behind the same address)."""
 
 
 class BrowserError(BrowserfleetError):

@@ -22,18 +22,20 @@ from browserfleet.api import projects as project_routes
 from browserfleet.api import replays as replay_routes
 from browserfleet.api import sessions as session_routes
 from browserfleet.api import unsupported as unsupported_routes
+from browserfleet.artifacts.contexts import Contexts
 from browserfleet.artifacts.layout import ArtifactRoot
 from browserfleet.artifacts.provision import ServerProvisioner
 from browserfleet.artifacts.recordings import Recordings
 from browserfleet.artifacts.service import Artifacts
 from browserfleet.artifacts.storage import LocalBlobs
 from browserfleet.bootstrap import bootstrap
-from browserfleet.browsers import cgroups, netns, process, sandbox
+from browserfleet.browsers import adblock, cgroups, netns, process, sandbox
 from browserfleet.browsers.launcher import Launcher, Walls
 from browserfleet.browsers.sandbox import Mode
 from browserfleet.cluster.local import LocalRunner
 from browserfleet.config import Settings
 from browserfleet.gateway import debug as debug_routes
+from browserfleet.gateway import inside
 from browserfleet.gateway import routes as gateway_routes
 from browserfleet.gateway.frames import MIB, Budget, Limits
 from browserfleet.inspector import live as live_routes
@@ -111,6 +113,8 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         (log.warning if browser_walls.refusal or "OFF" in line else log.info)(line)
     blobs = LocalBlobs(settings.data_dir.resolve() / "blobs")
     blobs.remove_leftovers()
+    contexts = await Contexts.open(store, blobs, settings.secret, settings.context_max_mb * 1024 * 1024)
+    adblock.configure(settings.filter_list_paths)
     launcher = Launcher(
         settings.chromium_path,
         settings.extra_chromium_args,
@@ -119,19 +123,25 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
         isolate=isolate,
         egress_rules=settings.egress_rules(),
         walls=browser_walls,
-        provisioner=ServerProvisioner(store, blobs),
+        provisioner=ServerProvisioner(store, blobs, contexts),
     )
     pool_size = 0 if browser_walls.refusal else settings.pool_size
     runner = LocalRunner(launcher, pool_size, settings.max_parallel_launches, settings.pool_min_free_mb)
-    manager = SessionManager(store, runner)
+    manager = SessionManager(store, runner, connect_window=settings.connect_window)
     artifact_root = ArtifactRoot(settings.artifacts_dir)
     recordings = Recordings(artifact_root, store)
     artifacts = Artifacts(
         artifact_root, store, recordings, settings.sample_interval, settings.session_disk_quota()
     )
     manager.observers.append(artifacts)
+    manager.gates.append(contexts)
+    contexts.running = lambda session_id: manager.find(session_id) is not None
     reaped = await manager.reconcile()  # before the pool starts: it kills every browser of this data dir
+    await contexts.reconcile()  # no session runs now: no context is being persisted
     await recordings.resume()  # tabs whose video a stopped server had not finished
+    # Last of the observers: it shuts each persisting session's browser down to save its profile, and
+    # every other observer needs the browser running.
+    manager.observers.append(contexts)
     runner.start()
     secret = await store.secret("signing-keys", lambda: secrets.token_urlsafe(48))
     services = Services(
@@ -151,7 +161,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     )
 
     # Bodies beyond 1 MiB are only for uploads, which read their own stream with their own limit.
-    app = web.Application(middlewares=[errors.error_middleware], client_max_size=1024**2)
+    app = web.Application(middlewares=[errors.error_middleware, inside.middleware], client_max_size=1024**2)
     app[SERVICES] = services
     app.add_routes(session_routes.routes)
     app.add_routes(project_routes.routes)

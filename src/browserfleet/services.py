@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from browserfleet.artifacts.service import Artifacts
 from browserfleet.artifacts.storage import Blobs
+from browserfleet.browsers.egress import PinnedPeers
 from browserfleet.config import Settings
 from browserfleet.gateway.frames import Limits
 from browserfleet.sessions.manager import SessionManager
@@ -26,6 +27,8 @@ class Services:
     media_tokens: ViewTokens  # replay segments and MP4 exports
     link_limits: Limits  # the gateway's message cap and reassembly budgets (one budget per process)
     blobs: Blobs  # contexts' archives, extensions' zips
+    # Connections open on browsers' pinned routes to this server (gateway/inside.py).
+    pinned_peers: PinnedPeers = field(default_factory=PinnedPeers)
 
     def public_base(self, request: web.Request) -> str:
         """http(s)://host[:port][/prefix] as clients reach this server."""

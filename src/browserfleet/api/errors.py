@@ -2,7 +2,9 @@
 JSON request bodies.
 
 This is the one place the domain's errors (`browserfleet.errors`) become status codes (`STATUS`), for the
-REST API, the gateway and the inspector alike: every app route runs behind `error_middleware`.
+REST API, the gateway and the inspector alike: every app route runs behind `error_middleware`. Every
+refusal carries `x-should-retry: false` but a 408, a 429 and a server that is stopping (a retry may
+succeed there): the SDKs retry 409 and 5xx on their own, and would repeat a create three times.
 
 Bad input is the client's fault and is answered 4xx: a body is refused before any handler sees it if it
 is not JSON, nests deeper than `MAX_DEPTH`, holds NaN/Infinity (which would make every later listing
@@ -37,7 +39,10 @@ from browserfleet.errors import (
     InvalidRequest,
     NotFound,
     NotOffered,
+    PageLoadFailed,
+    PageLoadTimedOut,
     RateLimited,
+    ShuttingDown,
     TooLarge,
     Unauthenticated,
     Unavailable,
@@ -62,6 +67,8 @@ STATUS: dict[type[BrowserfleetError], int] = {
     ConcurrencyLimited: 429,
     RateLimited: 429,
     NotOffered: 501,
+    PageLoadFailed: 502,  # the contract's fetch errors: 502 for a site that failed or was too large
+    PageLoadTimedOut: 504,
     Unavailable: 503,
     BrowserUnreachable: 502,  # the browser is there but did not answer: the gateway's "bad gateway"
     BrowserError: 503,
@@ -75,17 +82,35 @@ def status_of(exc: BrowserfleetError) -> int | None:
     return None
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+RETRYABLE = frozenset({408, 429})  # statuses a retry may fix: the SDKs' own rules decide
+
+
+def error_response(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    retry: bool | None = False,
+    extra: dict[str, Any] | None = None,
+) -> web.Response:
+    """The contract's error body (plus `extra` fields, e.g. a fetch's `id`). `retry`: False sends
+    `x-should-retry: false` (the default for every refusal but 408 and 429), None leaves the SDKs to their
+    own rules (they retry 408, 409, 429 and 5xx)."""
     if not message.isascii():
         # Messages quote the request, which may hold lone surrogates (a header that was not UTF-8): JSON
         # parsers stricter than Python's refuse those even escaped.
         message = _SURROGATES.sub("\N{REPLACEMENT CHARACTER}", message)
-    body = {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message}
+    body = {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message, **(extra or {})}
     response = web.json_response(body, status=status, headers=headers)
-    if status >= 500 or status == 409:
-        # The SDKs retry 409 and 5xx; these are not transient, so say so.
+    if retry is False and status not in RETRYABLE:
+        # The SDKs retry 409 and 5xx, and would send a create up to three times: a refusal that another
+        # identical request cannot change says so.
         response.headers["x-should-retry"] = "false"
     return response
+
+
+def should_retry(exc: BrowserfleetError) -> bool | None:
+    """None where another try may succeed (the server was stopping); False for every other refusal."""
+    return None if isinstance(exc, ShuttingDown) else False
 
 
 def rate_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
@@ -114,27 +139,30 @@ def error_headers(exc: BrowserfleetError) -> dict[str, str] | None:
     return None
 
 
-def from_exception(request: web.Request, exc: BaseException) -> web.Response:
+def from_exception(
+    request: web.Request, exc: BaseException, extra: dict[str, Any] | None = None
+) -> web.Response:
+    """The answer to `exc`, in the contract's shape (with `extra` fields in the body, e.g. a fetch's `id`)."""
     if isinstance(exc, BrowserfleetError) and (status := status_of(exc)) is not None:
         if status >= 500 and exc.detail:
             log.warning("%s %s: %s (%s)", request.method, request.path, exc.message, exc.detail)
-        return error_response(status, exc.message, error_headers(exc))
+        return error_response(status, exc.message, error_headers(exc), should_retry(exc), extra)
     if isinstance(exc, ValidationError):
-        return error_response(400, describe(exc))
+        return error_response(400, describe(exc), extra=extra)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return error_response(413, "Request body is too large")
+        return error_response(413, "Request body is too large", extra=extra)
     if isinstance(exc, (web.HTTPNotFound, web.HTTPMethodNotAllowed)):
-        return error_response(404, f"Route {request.method}:{request.path} not found")
+        return error_response(404, f"Route {request.method}:{request.path} not found", extra=extra)
     if isinstance(exc, web.HTTPException):
-        return error_response(exc.status, exc.reason)
+        return error_response(exc.status, exc.reason, extra=extra)
     if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
         # The body was malformed on the wire: shorter than its Content-Length, bad chunking, or not the
         # gzip/deflate its Content-Encoding says.
-        response = error_response(400, f"Malformed request body: {_first_line(exc)}")
+        response = error_response(400, f"Malformed request body: {_first_line(exc)}", extra=extra)
         response.force_close()  # what is left of the body cannot be read past: not this connection again
         return response
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return error_response(500, "Internal server error")
+    return error_response(500, "Internal server error", extra=extra)
 
 
 @web.middleware

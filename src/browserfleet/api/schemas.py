@@ -10,8 +10,17 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
+from browserfleet.browsers import navigation
 from browserfleet.store.models import Project, Session
 
 Region = Literal["us-west-2", "us-east-1", "eu-central-1", "ap-southeast-1"]
@@ -49,6 +58,14 @@ class ProxyEntry(_Open):
     password: str | None = None
 
 
+def _domain(entry: str) -> str:
+    navigation.parse_domain(entry)  # ValueError: the entry, and what is wrong with it
+    return entry
+
+
+AllowedDomain = Annotated[str, AfterValidator(_domain)]
+
+
 class BrowserSettings(_Open):
     context: ContextRef | None = None
     extensionId: str | None = None
@@ -62,9 +79,18 @@ class BrowserSettings(_Open):
     advancedStealth: bool | None = None
     verified: bool | None = None
     os: Literal["windows", "mac", "linux", "mobile", "tablet"] | None = None
-    allowedDomains: list[str] | None = None
+    allowedDomains: list[AllowedDomain] | None = Field(default=None, max_length=navigation.MAX_ENTRIES)
     ignoreCertificateErrors: bool | None = None
     fingerprint: dict[str, Any] | None = None
+    # Newer keys of the hosted service (docs/settings.md says what each does here).
+    size: Literal["small", "medium", "large"] | None = None
+    enablePdfViewer: bool | None = None
+    enableNativeSelectPolyfill: bool | None = None
+    headful: bool | None = None
+    # The hosted service's pre-installed extensions by name, or uploaded extensions by id.
+    extensions: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=16
+    )
 
 
 class ProxySettings(_Open):
@@ -91,6 +117,19 @@ class CreateSession(_Open):
             if size > METADATA_LIMIT:
                 raise ValueError(f"must be at most {METADATA_LIMIT} characters as JSON (got {size})")
         return value
+
+
+def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
+    """The dotted paths of every key a client sent that no model here names (accepted, see `_Open`)."""
+    found = [f"{where}{key}" for key in model.model_extra or {}]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, BaseModel):
+                path = f"{where}{name}.{i}." if isinstance(value, list) else f"{where}{name}."
+                found += unknown_keys(item, path)
+    return found
 
 
 class UpdateSession(_Open):

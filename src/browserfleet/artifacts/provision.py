@@ -8,6 +8,8 @@ added to a browser after it is taken, `browsers/trust.py`.)
 
 from __future__ import annotations
 
+from browserfleet.artifacts import extensions
+from browserfleet.artifacts.contexts import Contexts
 from browserfleet.artifacts.storage import Blobs
 from browserfleet.browsers.provision import FreshProfile
 from browserfleet.browsers.spec import LaunchSpec
@@ -15,16 +17,17 @@ from browserfleet.store.repo import Store
 
 
 class ServerProvisioner:
-    def __init__(self, store: Store, blobs: Blobs) -> None:
+    def __init__(self, store: Store, blobs: Blobs, contexts: Contexts) -> None:
         self.store = store
         self.blobs = blobs
+        self.contexts = contexts
 
     async def provision(self, spec: LaunchSpec, profile: FreshProfile) -> list[str]:
         args: list[str] = []
         # Each step is filled in by its feature (issue 10): a spec naming one of them must not launch
         # as if it did not.
         if spec.context_id is not None:
-            raise NotImplementedError("contexts")
+            args += await self.contexts.provision(spec, profile)
         if spec.extension_id is not None:
-            raise NotImplementedError("extensions")
+            args += await extensions.provision(self.store, self.blobs, spec.extension_id, None, profile)
         return args

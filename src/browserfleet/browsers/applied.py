@@ -8,9 +8,14 @@ targets).
 
 from __future__ import annotations
 
-from browserfleet.browsers import trust, upstream
+from browserfleet.browsers import cookies, trust, upstream
+from browserfleet.browsers.adblock import AdBlock
 from browserfleet.browsers.agent import BrowserAgent, TargetHook
+from browserfleet.browsers.certerrors import IgnoreCertificateErrors
+from browserfleet.browsers.interception import Interception, Interceptor
 from browserfleet.browsers.launcher import Browser
+from browserfleet.browsers.navigation import AllowedDomains, DomainList
+from browserfleet.browsers.pdf import PdfDownloads
 from browserfleet.browsers.spec import AppliedSpec, ProxyRule
 from browserfleet.errors import LaunchFailed
 
@@ -18,6 +23,17 @@ from browserfleet.errors import LaunchFailed
 def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
     """The hooks that apply `applied`, in the order they run on each target."""
     hooks: list[TargetHook] = []
+    if applied.ignore_certificate_errors:
+        hooks.append(IgnoreCertificateErrors())
+    interceptors: list[Interceptor] = []
+    if applied.allowed_domains:
+        interceptors.append(AllowedDomains(DomainList.parse(applied.allowed_domains)))
+    if applied.block_ads:
+        interceptors.append(AdBlock())
+    if not applied.enable_pdf_viewer:
+        interceptors.append(PdfDownloads())
+    if interceptors:
+        hooks.append(Interception(interceptors))
     return hooks
 
 
@@ -26,6 +42,7 @@ async def apply(browser: Browser, applied: AppliedSpec) -> None:
     `BrowserError` (a `CdpError`) if the browser does not take it; the caller releases the browser."""
     route_through(browser, applied.proxies)
     await trust.add(browser.profile_dir / "home", applied.ca_certificates, browser.uid)
+    await cookies.restore(browser)  # a context's saved cookies, left by the provisioner (if any)
     hooks = hooks_for(applied)
     if not hooks:
         return

@@ -10,14 +10,19 @@ is not tried at all), and only then is a connection made, to exactly those check
 is a `403` with a short text body and no connection attempt; a malformed request, a head over 64 KiB or
 a bad port is a `400`; a head not complete within 30 s is cut with a `408`.
 
-Upstream proxies (a session's `proxies`, `browsers/upstream.py`): when the session's `routes` send a host
-through an upstream HTTP proxy, the egress rules apply to the upstream proxy's own address (resolved and
-checked here like any destination), and the destination host is named to the upstream as the browser
-named it, for the upstream to resolve. CONNECT is sent on as CONNECT, plain http as an absolute-form
-request, with `Proxy-Authorization: Basic` when the route has credentials. An upstream that cannot be
-reached, refuses the credentials (407) or answers badly is a `502` whose body says which (Chromium shows
-it for http pages; for https it reports a tunnel failure); one that does not answer a CONNECT in time, a
-`504`. Bytes to and from upstream proxies are counted in `proxy_bytes` (the session's `proxyBytes`).
+A pinned route (`EgressProxy.pinned`, set by the server for a session whose extension dials the
+session's own gateway entry) is taken before any rule, for exactly its host and port, to a fixed
+address; each connection on it is registered (`PinnedPeers`) so the far end can tell where it came from.
+
+Upstream proxies (a session's `proxies`, `browsers/upstream.py`; never for a pinned route): when the
+session's `routes` send a host through an upstream HTTP proxy, the egress rules apply to the upstream
+proxy's own address (resolved and checked here like any destination), and the destination host is named
+to the upstream as the browser named it, for the upstream to resolve. CONNECT is sent on as CONNECT,
+plain http as an absolute-form request, with `Proxy-Authorization: Basic` when the route has credentials.
+An upstream that cannot be reached, refuses the credentials (407) or answers badly is a `502` whose body
+says which (Chromium shows it for http pages; for https it reports a tunnel failure); one that does not
+answer a CONNECT in time, a `504`. Bytes to and from upstream proxies are counted in `proxy_bytes` (the
+session's `proxyBytes`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import contextlib
 import logging
 import re
 import socket
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,6 +58,7 @@ _STATUS = {
     504: "Gateway Timeout",
 }
 UPSTREAM_TIMEOUT = 30.0  # seconds an upstream proxy has to answer a CONNECT (or a request's status line)
+REFUSAL_HEADER = "X-Browserfleet-Egress-Refusal"
 
 
 class Refusal(Exception):
@@ -64,15 +71,52 @@ class Refusal(Exception):
 
     def response(self) -> bytes:
         body = f"browserfleet: {self.reason}\n".encode()
+        # REFUSAL_HEADER tells the server's own readers (POST /v1/fetch) that the answer is the proxy's,
+        # not the site's. A site can send it too, but then only makes its own page look refused.
         return (
             f"HTTP/1.1 {self.status} {_STATUS[self.status]}\r\nConnection: close\r\n"
+            f"{REFUSAL_HEADER}: {self.status}\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
+
+
+class PinnedPeers:
+    """The local addresses of the connections egress proxies have open on a pinned route, each with its
+    proxy: how the far end, when it is this process (the gateway), tells a connection that came from
+    inside a browser. Only this process makes those sockets, so an address here while it is open is one."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, int], EgressProxy] = {}
+
+    def proxy_of(self, peer: Any) -> EgressProxy | None:
+        """The proxy whose pinned connection arrives from `peer` (a socket address), if any."""
+        return self._open.get(tuple(peer[:2])) if isinstance(peer, tuple) and len(peer) >= 2 else None
+
+    def add(self, local: tuple[str, int], proxy: EgressProxy) -> None:
+        self._open[local] = proxy
+
+    def discard(self, local: tuple[str, int]) -> None:
+        self._open.pop(local, None)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A route taken before any rule (a session's own gateway entry): CONNECTs and requests to its
+    (host, port) go to `address` instead, and each connection is registered in `peers` while open."""
+
+    address: tuple[str, int]
+    peers: PinnedPeers
 
 
 class EgressProxy:
     def __init__(self, rules: EgressRules, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.rules = rules
+        # (host as the browser names it, lower case, no brackets; port) -> the route it takes instead.
+        self.pinned: dict[tuple[str, int], Pin] = {}
+        self._pinned_open: dict[asyncio.StreamWriter, tuple[PinnedPeers, tuple[str, int]]] = {}
         self.head_timeout = head_timeout
         self.port = PORT
         self.bytes = 0  # through the proxy in both directions
@@ -119,6 +163,10 @@ class EgressProxy:
             await _linger(reader, writer)
         except (OSError, asyncio.IncompleteReadError):
             pass  # the client or the destination went away
+        except asyncio.CancelledError:
+            # `close()`: the browser is going. Ended quietly, since this task is asyncio's own (start_server)
+            # and Python 3.11 logs a cancelled one as "Exception in callback".
+            pass
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -127,7 +175,7 @@ class EgressProxy:
         method, target, version, headers = _parse(await self._read_head(reader))
         if method == "CONNECT":
             host, port = _authority(target)
-            via = self.routes.upstream_for(host)
+            via = self._via(host, port)
             upstream = await (self._open(host, port) if via is None else self._tunnel_via(via, host, port))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await self._pipe(reader, writer, *upstream, proxied=via is not None)
@@ -141,7 +189,7 @@ class EgressProxy:
             raise Refusal(400, "a proxy request needs an absolute http:// URL (or CONNECT)")
         if url.port == 0:
             raise Refusal(400, "port 0 is not a port")
-        if (via := self.routes.upstream_for(url.hostname)) is not None:
+        if (via := self._via(url.hostname, port)) is not None:
             await self._forward_via(via, f"{method} {target} {version}", headers, reader, writer)
             return
         upstream = await self._open(url.hostname, port)
@@ -159,7 +207,11 @@ class EgressProxy:
             raise Refusal(400, f"the request head is over {MAX_HEAD // 1024} KiB") from None
 
     async def _open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A connection to `host:port`, once every address it resolves to has passed the rules."""
+        """A connection to `host:port`, once every address it resolves to has passed the rules (or by its
+        pinned route, which no rule applies to)."""
+        pin = self.pinned.get((normal_name(host.strip("[]")), port))
+        if pin is not None:
+            return await self._open_pinned(pin, host, port)
         targets = await self._resolve(host, port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CONNECT_TIMEOUT
@@ -179,6 +231,18 @@ class EgressProxy:
                 sock.close()
                 raise
         raise Refusal(502, f"cannot connect to {host}:{port}: {failure}")
+
+    async def _open_pinned(
+        self, pin: Pin, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*pin.address), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise Refusal(502, f"cannot connect to {host}:{port}: {exc or 'timed out'}") from None
+        local = writer.get_extra_info("sockname")
+        self._pinned_open[writer] = (pin.peers, (local[0], local[1]))
+        pin.peers.add((local[0], local[1]), self)
+        return reader, writer
 
     async def _resolve(self, host: str, port: int) -> list[tuple[int, Any]]:
         """The socket addresses to try for `host:port`, in order; raises a 403 if any is refused."""
@@ -256,8 +320,17 @@ class EgressProxy:
                 to_client.add_done_callback(lambda _done: to_upstream.cancel())
         finally:
             upstream_w.close()
+            pinned = self._pinned_open.pop(upstream_w, None)
+            if pinned is not None:
+                pinned[0].discard(pinned[1])
 
     # -- upstream proxies --------------------------------------------------------------------------
+
+    def _via(self, host: str, port: int) -> Upstream | None:
+        """The upstream proxy the session's routes send `host` through; never for a pinned route."""
+        if (normal_name(host.strip("[]")), port) in self.pinned:
+            return None
+        return self.routes.upstream_for(host)
 
     async def _reach(self, via: Upstream) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection to the upstream proxy, its address checked by the egress rules like any other."""
@@ -403,3 +476,13 @@ def _authority(target: str) -> tuple[str, int]:
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise Refusal(400, f"CONNECT port {port_text!r} is not a port (1-65535)")
     return host, int(port_text)
+
+
+async def refusal_for(rules: EgressRules, host: str, port: int) -> Refusal | None:
+    """What the egress proxy would answer instead of connecting to `host:port` (resolved as it would), or
+    None: for callers that report a refusal themselves before a browser tries (`POST /v1/fetch`)."""
+    try:
+        await EgressProxy(rules)._resolve(host, port)
+    except Refusal as refusal:
+        return refusal
+    return None

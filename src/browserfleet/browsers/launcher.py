@@ -98,6 +98,7 @@ class Browser:
     groups: cgroups.BrowserGroups | None = None
     on_closed: collections.abc.Callable[[Browser], None] | None = None
     agent: BrowserAgent | None = None  # applies the session's AppliedSpec (browsers/agent.py)
+    extension_ids: tuple[str, ...] = ()  # Chromium's ids of the extensions it was launched with
     version: dict[str, Any] = field(default_factory=dict)
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     _watch: asyncio.Task[int] | None = None
@@ -350,11 +351,8 @@ class Launcher:
                     cgroups.BrowserGroups.create, self.walls.hierarchy, profile.name, self.walls.limits
                 )
             view = self._view(profile)
-            spec_args = (
-                []
-                if spec.pooled
-                else await self.provisioner.provision(spec, FreshProfile(profile, view, uid))
-            )
+            fresh = FreshProfile(profile, view, uid)
+            spec_args = [] if spec.pooled else await self.provisioner.provision(spec, fresh)
             command, env = self._command(profile, uid, spec_args)
         except OSError as exc:
             await asyncio.to_thread(undo)
@@ -406,6 +404,7 @@ class Launcher:
             uid=uid,
             groups=groups,
             on_closed=self._closed,
+            extension_ids=tuple(fresh.extension_ids),
         )
         browser._supervise()
         try:

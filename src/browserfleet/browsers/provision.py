@@ -15,7 +15,7 @@ a named resource is gone), after which the launcher removes the profile.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +31,8 @@ class FreshProfile:
     root: Path  # on the host; root-owned, its subdirectories (below) the browser's own
     view: View  # translates host paths into the browser's own names for them
     uid: int | None  # the browser's uid when jailed (None: it runs as the server's user)
+    # Chromium's ids of the extensions the provisioner loaded (the CDP policy lets clients open their pages).
+    extension_ids: list[str] = field(default_factory=list)
 
     @property
     def user_data(self) -> Path:

@@ -87,6 +87,7 @@ class AppliedSpec:
     captcha_input_selector: str | None = None
     verified: bool = False  # advancedStealth (deprecated) counts as verified
     ignore_certificate_errors: bool = False
+    enable_pdf_viewer: bool = False  # False: PDFs are downloaded, as by the hosted service (browsers/pdf.py)
     ca_certificates: tuple[TrustedCa, ...] = ()  # proxySettings.caCertificates
 
 

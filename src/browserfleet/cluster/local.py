@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from browserfleet.browsers import applied
+from browserfleet.browsers import applied, extensions
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.pool import WarmPool
@@ -31,6 +31,7 @@ class LocalRunner:
             async with self._launch_slots:
                 browser = await self.launcher.launch(spec.launch)
         try:
+            await extensions.check_loaded(browser)  # a session never starts without its extension
             await applied.apply(browser, spec.applied)
         except BaseException:
             await asyncio.shield(self.release(browser))

@@ -14,7 +14,9 @@ stream is never parsed. What it guarantees:
   `IO`, `Extensions`, `SystemInfo`) only the methods in `METHODS` pass. Everything else is refused.
   The reasons are with the lists; `tests/test_policy.py` holds the matrix.
 - **Parameters** of the few methods that name URLs, files or directories: navigation only to web
-  schemes; files only from the session's uploads; downloads only to the session's own directory; no
+  schemes (and `Target.createTarget` also to the pages of the session's own extensions, by their ids,
+  `chrome-extension://<id>/...`: nothing else of chrome-extension://, chrome:// or devtools://); files
+  only from the session's uploads; downloads only to the session's own directory; no
   remote debugging locations.
   Paths are as the browser sees them and are checked lexically (`..` resolved, nothing read from disk);
   the path checked is the path sent. `/tmp/.uploads/<name>` (Browserbase's path for uploaded files) is
@@ -51,6 +53,8 @@ WEB_SCHEMES = frozenset({"http", "https", "about", "data", "blob", "javascript"}
 # What URL parsers drop before reading a scheme: leading C0 controls and spaces, and tabs/newlines anywhere.
 _IGNORED = re.compile(r"^[\x00-\x20]+|[\t\n\r]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A page of one extension: its id (32 letters a-p, as Chromium writes it) and then the path, or nothing.
+_EXTENSION_PAGE = re.compile(r"chrome-extension://([a-p]{32})(?:[/?#]|$)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 UPLOADS_ALIAS = "/tmp/.uploads"  # where Browserbase documents uploaded files; each session has its own
 
@@ -94,10 +98,9 @@ METHODS = frozenset(
         "Tracing.recordClockSyncMarker", "Tracing.requestMemoryDump",
         # IO: the streams other commands return (traces, PDFs, response bodies, blobs), by handle.
         "IO.read", "IO.close", "IO.resolveBlob",
-        # Extensions already installed in this browser (Stagehand needs getExtensions).
-        "Extensions.triggerAction", "Extensions.getExtensions", "Extensions.uninstall",
-        "Extensions.getStorageItems", "Extensions.setStorageItems", "Extensions.removeStorageItems",
-        "Extensions.clearStorageItems",
+        # Extensions: only the read-only listing (Stagehand needs it). Loading one from disk is refused,
+        # and so is acting for or on an installed one (triggering, uninstalling, its storage).
+        "Extensions.getExtensions",
         "SystemInfo.getFeatureState",
     }
 )  # fmt: skip
@@ -249,6 +252,7 @@ class Policy:
 
     downloads_dir: PurePath | str
     uploads_dir: PurePath | str
+    extension_ids: frozenset[str] = frozenset()  # Chromium's ids of the session's own extensions
 
     def apply(self, payload: bytes) -> bytes | None:
         """The message to send the browser instead of `payload`, or None to send it unchanged.
@@ -289,9 +293,15 @@ class Policy:
         if method == "Fetch.continueRequest" and "url" not in params:
             return None
         url = params.get("url", "")
+        if isinstance(url, str) and method == "Target.createTarget" and self._own_extension_page(url):
+            return None
         if not isinstance(url, str) or not web_url(url):
             return "only http(s), about, data, blob and javascript URLs are allowed"
         return None
+
+    def _own_extension_page(self, url: str) -> bool:
+        match = _EXTENSION_PAGE.match(_IGNORED.sub("", url))
+        return match is not None and match.group(1) in self.extension_ids
 
     def _files(self, method: str, params: dict[str, Any], nesting: int) -> str | dict[str, Any] | None:
         drag = method == "Input.dispatchDragEvent"

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from browserfleet.artifacts.cdplog import LinkTap
 from browserfleet.errors import BrowserUnreachable, HandshakeError, InvalidRequest
-from browserfleet.gateway import credentials
+from browserfleet.gateway import credentials, inside
 from browserfleet.gateway.policy import Policy
 from browserfleet.gateway.splice import ClientFrames, Link, accept_key, connect_browser
 from browserfleet.services import SERVICES, Services
@@ -30,8 +30,13 @@ def _ws_base(request: web.Request) -> str:
 async def connect(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     key = websocket_key(request)
-    live = await credentials.session_for_connect(svc, request)
-    return await relay(request, key, live, live.browser.ws_url, counted=True)
+    if inside.pinned(request):  # from inside a browser: its own session only, never an implicit create
+        found = await credentials.existing_session(svc, request)
+        live = inside.own_session(request, found)
+    else:
+        live = await credentials.session_for_connect(svc, request)
+    # A client inside the session's own browser (its extension) is not one that keeps it alive.
+    return await relay(request, key, live, live.browser.ws_url, counted=not inside.check(request, live))
 
 
 async def relay(
@@ -89,7 +94,11 @@ async def relay(
 def policy_for(svc: Services, live: LiveSession) -> Policy:
     """The session's policy, with its folders as its browser sees them (inside its jail, if any)."""
     browser = live.browser
-    return Policy(Path(browser.seen(browser.downloads_dir)), Path(browser.uploads_seen))
+    return Policy(
+        Path(browser.seen(browser.downloads_dir)),
+        Path(browser.uploads_seen),
+        frozenset(browser.extension_ids),
+    )
 
 
 async def _tap(svc: Services, session_id: str, target_id: str | None) -> LinkTap | None:
@@ -122,6 +131,8 @@ def websocket_key(request: web.Request) -> str:
 async def version(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     live = await credentials.existing_session(svc, request)
+    if inside.pinned(request):
+        live = inside.own_session(request, live)
     info: dict[str, Any] = {"Browser": "Chrome", "Protocol-Version": "1.3"}
     if live is not None:
         info = dict(live.browser.version)

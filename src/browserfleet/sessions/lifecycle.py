@@ -13,10 +13,17 @@ browser). Every rule of docs/architecture.md's "How sessions end" table lives he
 | `BrowserExited(0)` (a client's Browser.close) | COMPLETED "browser closed"                        |
 | `BrowserExited(code ≠ 0)`                    | ERROR "browser exited (<code>)"                    |
 | `ServerStopping`                             | ERROR "server stopped"                             |
+| `ConnectWindowElapsed`, no client ever came  | TIMED_OUT "no client connected within the connect  |
+|                                              | window", at max(now, connect_by)                   |
 | a restart finds the session unfinished       | `after_restart`: TIMED_OUT at expiry if it has     |
 |                                              | passed, else ERROR, "server restarted while ..."   |
 
 The first event that ends a session wins; every later one is answered with None.
+
+"Connected" means a counted client attached at least once: a CDP client for as long as its socket is
+open, and (issue 11) a WebDriver session from its new-session command to its delete, which the shell
+reports as `ClientAttached` and `ClientDetached` like any other client. Viewers (live view, DevTools)
+are not clients and never count.
 """
 
 from __future__ import annotations
@@ -80,6 +87,11 @@ class GraceElapsed:
     """`CRASH_GRACE` passed after an `AwaitExit` and the browser has not exited."""
 
 
+@dataclass(frozen=True)
+class ConnectWindowElapsed:
+    """The session's connect window (`connect_by`) passed: it ends if no client has connected yet."""
+
+
 Event = (
     ClientAttached
     | ClientDetached
@@ -88,7 +100,10 @@ Event = (
     | ReleaseRequested
     | ServerStopping
     | GraceElapsed
+    | ConnectWindowElapsed
 )
+
+NEVER_CONNECTED = "no client connected within the connect window"
 
 
 # -- decisions -------------------------------------------------------------------------------------
@@ -114,12 +129,15 @@ Decision = Ending | AwaitExit | None
 
 
 class Lifecycle:
-    """One running session's lifecycle: the counted clients and whether it has ended."""
+    """One running session's lifecycle: the counted clients, whether one ever connected, and whether
+    it has ended. `connect_by`: when it ends if no client has connected by then (None: no such window)."""
 
-    def __init__(self, keep_alive: bool, expires_at: datetime) -> None:
+    def __init__(self, keep_alive: bool, expires_at: datetime, connect_by: datetime | None = None) -> None:
         self.keep_alive = keep_alive
         self.expires_at = expires_at
+        self.connect_by = connect_by
         self.clients = 0
+        self.connected = False  # a client attached at least once
         self.ending: Ending | None = None
 
     @property
@@ -139,6 +157,7 @@ class Lifecycle:
         match event:
             case ClientAttached():
                 self.clients += 1
+                self.connected = True
                 return None
             case ClientDetached(browser_lost=lost):
                 self.clients = max(0, self.clients - 1)
@@ -161,6 +180,10 @@ class Lifecycle:
                 return Ending(Status.COMPLETED, "released by request", now)
             case ServerStopping():
                 return Ending(Status.ERROR, "server stopped", now)
+            case ConnectWindowElapsed():
+                if self.connected or self.connect_by is None:
+                    return None
+                return Ending(Status.TIMED_OUT, NEVER_CONNECTED, max(now, self.connect_by))
         raise TypeError(f"not a lifecycle event: {event!r}")
 
 

@@ -26,13 +26,23 @@ from browserfleet.aio import Tasks
 from browserfleet.browsers.launcher import Browser
 from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.runner import Runner
-from browserfleet.errors import BrowserError, ConcurrencyLimited, Gone, NotFound, Unavailable
+from browserfleet.errors import (
+    BrowserError,
+    ConcurrencyLimited,
+    Gone,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    ShuttingDown,
+    Unavailable,
+)
 from browserfleet.sessions import query
 from browserfleet.sessions.lifecycle import (
     AwaitExit,
     BrowserExited,
     ClientAttached,
     ClientDetached,
+    ConnectWindowElapsed,
     Ending,
     Event,
     Expired,
@@ -43,6 +53,7 @@ from browserfleet.sessions.lifecycle import (
     Status,
     after_restart,
 )
+from browserfleet.sessions.ratelimit import CreationWindow, Usage
 from browserfleet.store.models import Project, Session
 
 log = logging.getLogger(__name__)
@@ -98,7 +109,12 @@ class SessionSpec:
     record_session: bool = True
     log_session: bool = True
     implicit: bool = False  # created by a connect that named no session (`?apiKey=` alone)
+    fetch: bool = False  # the short-lived session of a `POST /v1/fetch`
     browser: BrowserSpec = field(default_factory=BrowserSpec)
+    # Settings accepted and stored but not performed here (docs/settings.md), as (key, value) pairs, and
+    # the paths of keys no model names (accepted: clients send fields of newer SDKs), stored by name only.
+    not_performed: tuple[tuple[str, Any], ...] = ()
+    unknown_keys: tuple[str, ...] = ()
 
     @property
     def context_id(self) -> str | None:
@@ -109,12 +125,18 @@ class SessionSpec:
         out: dict[str, Any] = self.browser.summary()
         if self.implicit:
             out["implicit"] = True
+        if self.fetch:
+            out["fetch"] = True
         if self.persist_context:
             out["persistContext"] = True
         if not self.record_session:
             out["recordSession"] = False
         if not self.log_session:
             out["logSession"] = False
+        if self.not_performed:
+            out["notPerformed"] = dict(self.not_performed)
+        if self.unknown_keys:
+            out["unknownKeys"] = list(self.unknown_keys)
         return out
 
 
@@ -142,6 +164,7 @@ class LiveSession:
     clients: set[Closer] = field(default_factory=set)
     watchers: set[Closer] = field(default_factory=set)  # live views, DevTools: closed at the end, not counted
     timer: Cancellable | None = None
+    connect_timer: Cancellable | None = None  # the connect window's, until a client first connects
     watcher: asyncio.Task[None] | None = None
 
     @property
@@ -159,16 +182,37 @@ class SessionObserver(Protocol):
         """Called after the session has ended and before its browser is released."""
 
 
+class SessionGate(Protocol):
+    """Something a create must pass before a browser is taken for it (a context that must exist, a
+    claim only one running session may hold)."""
+
+    async def admit(self, session_id: str, project: Project, spec: SessionSpec) -> None:
+        """Refuse the create by raising (`NotFound`, `Conflict`); nothing is held when it raises."""
+
+    async def abandoned(self, session_id: str, spec: SessionSpec) -> None:
+        """The create `admit` let through failed before its session ran: let go of what it holds."""
+
+
 class SessionManager:
-    def __init__(self, store: SessionStore, runner: Runner, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        runner: Runner,
+        clock: Clock | None = None,
+        connect_window: float | None = None,
+    ) -> None:
         self.store = store
         self.runner = runner
         self.clock: Clock = clock or LoopClock()
+        # Seconds a session may wait for its first client before it ends (None or 0: until its timeout).
+        self.connect_window = connect_window or None
         self.observers: list[SessionObserver] = []
+        self.gates: list[SessionGate] = []
         self._live: dict[str, LiveSession] = {}
         self._pending: dict[str, int] = {}
         self._unrecorded: dict[str, Ending] = {}  # ends the store has not taken yet
         self._admission = asyncio.Lock()
+        self._creations = CreationWindow()  # each project's creations in the last minute (its rate limit)
         self._tasks = Tasks("sessions")
         self._stopping = False
         self._stopped: asyncio.Future[None] | None = None  # done once shutdown begins (wakes retries)
@@ -212,15 +256,39 @@ class SessionManager:
         reset = max(0, math.ceil((min(expiries) - now).total_seconds())) if expiries else 0
         return remaining, reset
 
+    def creation_usage(self, project: Project) -> Usage | None:
+        """The project's standing against its creations-per-minute limit; None when it has none."""
+        limit = project.creations_per_minute
+        if not limit:
+            return None
+        return self._creations.usage(project.id, limit, self.clock.now().timestamp())
+
+    def _take_creation(self, project: Project) -> float | None:
+        """Count a creation against the project's rate limit (RateLimited if it is reached); the time it
+        was taken at, for `give_back`, or None when the project has no such limit."""
+        limit = project.creations_per_minute
+        if not limit:
+            return None
+        now = self.clock.now().timestamp()
+        refused = self._creations.take(project.id, limit, now)
+        if refused is not None:
+            raise RateLimited(limit, refused.reset_seconds)
+        return now
+
     async def create(self, project: Project, spec: SessionSpec) -> Session:
         async with self._admission:
             if self._stopping:
-                raise Unavailable("The server is shutting down")
+                raise ShuttingDown("The server is shutting down")
             if self._in_use(project.id) >= project.concurrency:
                 raise ConcurrencyLimited(project.concurrency, self.usage(project)[1])
+            taken = self._take_creation(project)
             self._pending[project.id] = self._pending.get(project.id, 0) + 1
         try:
             return await self._start(project, spec)
+        except BaseException:
+            if taken is not None:  # no session was created: it does not count against the rate
+                self._creations.give_back(project.id, taken)
+            raise
         finally:
             # Only now: until the session is in the map, the reservation is what holds its slot.
             self._pending[project.id] -= 1
@@ -228,6 +296,8 @@ class SessionManager:
     async def _acquire(self, spec: SessionSpec) -> Browser:
         try:
             return await self.runner.acquire(spec.browser)
+        except (InvalidRequest, NotFound):
+            raise  # what the spec names is at fault (an extension Chromium will not load, or gone)
         except BrowserError as exc:
             log.error("browser launch failed: %s (%s)", exc, exc.detail)
             raise Unavailable(f"The browser could not be started: {exc.message}") from exc
@@ -237,14 +307,33 @@ class SessionManager:
 
     async def _start(self, project: Project, spec: SessionSpec) -> Session:
         created = self.clock.now()
+        session_id = str(uuid.uuid4())
+        admitted: list[SessionGate] = []
+        try:
+            for gate in self.gates:
+                await gate.admit(session_id, project, spec)
+                admitted.append(gate)
+            return await self._launch(project, spec, session_id, created)
+        except BaseException:
+            if session_id not in self._live:
+                for gate in admitted:
+                    try:
+                        await asyncio.shield(gate.abandoned(session_id, spec))
+                    except Exception:
+                        log.exception("session %s: %s could not undo its admission", session_id, gate)
+            raise
+
+    async def _launch(
+        self, project: Project, spec: SessionSpec, session_id: str, created: datetime
+    ) -> Session:
         browser = await self._acquire(spec)
         if self._stopping:
             await self.runner.release(browser)
-            raise Unavailable("The server is shutting down")
+            raise ShuttingDown("The server is shutting down")
         started = self.clock.now()
         timeout = spec.timeout or project.default_timeout
         row = Session(
-            id=str(uuid.uuid4()),
+            id=session_id,
             project_id=project.id,
             status=Status.RUNNING,
             created_at=created,
@@ -272,15 +361,29 @@ class SessionManager:
             assert isinstance(ending, Ending)
             await self._record(row.id, ending)
             await self.runner.release(browser)
-            raise Unavailable("The server is shutting down")
-        live = LiveSession(row.id, project.id, browser, spec, Lifecycle(spec.keep_alive, row.expires_at), row)
+            raise ShuttingDown("The server is shutting down")
+        connect_by = self._connect_by(row)
+        lifecycle = Lifecycle(spec.keep_alive, row.expires_at, connect_by)
+        live = LiveSession(row.id, project.id, browser, spec, lifecycle, row)
         self._live[row.id] = live
-        delay = (row.expires_at - self.clock.now()).total_seconds()
+        now = self.clock.now()
+        delay = (row.expires_at - now).total_seconds()
         live.timer = self.clock.call_later(delay, lambda: self._spawn_end(live, Expired()))
+        if connect_by is not None:
+            live.connect_timer = self.clock.call_later(
+                (connect_by - now).total_seconds(), lambda: self._spawn_end(live, ConnectWindowElapsed())
+            )
         live.watcher = self._tasks.spawn(self._watch_browser(live), f"{row.id}:browser")
         for observer in self.observers:
             observer.started(live, row)
         return row
+
+    def _connect_by(self, row: Session) -> datetime | None:
+        """When the session ends if nobody has connected by then; None if its timeout comes first."""
+        if self.connect_window is None:
+            return None
+        connect_by = row.started_at + timedelta(seconds=self.connect_window)
+        return connect_by if connect_by < row.expires_at else None
 
     async def _watch_browser(self, live: LiveSession) -> None:
         await asyncio.shield(live.browser.exited)  # cancelling the watcher must not cancel the wait
@@ -344,8 +447,9 @@ class SessionManager:
         if isinstance(decision, Ending):
             if self._live.get(live.id) is live:
                 del self._live[live.id]
-            if live.timer is not None:
-                live.timer.cancel()
+            for timer in (live.timer, live.connect_timer):
+                if timer is not None:
+                    timer.cancel()
             return self._finish(live, decision)
         if isinstance(decision, AwaitExit):
             self._tasks.spawn(self._await_exit(live, decision.seconds), f"{live.id}:lost")
@@ -448,10 +552,15 @@ class SessionManager:
     # -- clients (called by the gateway) ---------------------------------------------------------
 
     def attach(self, session_id: str, close: Closer) -> LiveSession:
-        """A client: it keeps the session alive, and the last one leaving may end it."""
+        """A client: it keeps the session alive, and the last one leaving may end it. A CDP socket is one
+        while it is open; a WebDriver session (issue 11) is to attach at its new-session command and
+        `detach` at its delete, so that it counts as connected (the connect window) in between."""
         live = self._joinable(session_id)
         live.clients.add(close)
         self._on(live, ClientAttached())
+        if live.connect_timer is not None:  # connected: the window no longer matters
+            live.connect_timer.cancel()
+            live.connect_timer = None
         return live
 
     def watch(self, session_id: str, close: Closer) -> LiveSession:

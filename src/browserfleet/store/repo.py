@@ -341,10 +341,70 @@ class Store:
 
     async def context_named(self, project_id: str, name: str) -> BrowserContext | None:
         """The project's live context of that name, compared case-insensitively."""
+        named = await self._contexts_named(project_id, name)
+        return named[0] if named else None
+
+    # -- contexts --------------------------------------------------------------------------------
+
+    async def _contexts_named(self, project_id: str, name: str) -> list[BrowserContext]:
+        # Compared in Python: SQLite's lower() folds ASCII only, PostgreSQL's all of Unicode. The
+        # database narrows by length (characters on both) through the project index.
         query = select(BrowserContext).where(
             BrowserContext.project_id == project_id,
             BrowserContext.deleted_at.is_(None),
-            func.lower(BrowserContext.name) == name.lower(),
+            func.length(BrowserContext.name) == len(name),
         )
         async with self._sessions() as s:
-            return (await s.execute(query)).scalars().first()
+            rows = (await s.execute(query.order_by(BrowserContext.created_at))).scalars().all()
+        return [row for row in rows if row.name is not None and row.name.lower() == name.lower()]
+
+    async def add_context(self, row: BrowserContext) -> BrowserContext | None:
+        """Add a context unless its project has a live one of the same name (case-insensitively): the
+        one it clashes with, or None once it is added.
+
+        Race-free without a unique index: each create adds its row, then looks, and one that sees
+        another live row of its name removes its own. Of creates racing with one name at most one
+        survives (in a close race possibly none: both answer the clash, never a duplicate)."""
+        async with self._sessions.begin() as s:
+            s.add(row)
+        if row.name is None:
+            return None
+        clash = next(
+            (c for c in await self._contexts_named(row.project_id, row.name) if c.id != row.id), None
+        )
+        if clash is not None:
+            async with self._sessions.begin() as s:
+                await s.execute(delete(BrowserContext).where(BrowserContext.id == row.id))
+        return clash
+
+    async def delete_context(
+        self, context_id: str, project_id: str, when: datetime
+    ) -> tuple[bool, str | None]:
+        """Mark a live context deleted: (whether the project had it, the key of its archive, if any).
+
+        One statement: a save switching the archive at the same moment either lands first (its key is
+        the one returned) or finds the context deleted (and removes what it wrote)."""
+        query = (
+            update(BrowserContext)
+            .where(
+                BrowserContext.id == context_id,
+                BrowserContext.project_id == project_id,
+                BrowserContext.deleted_at.is_(None),
+            )
+            .values(deleted_at=when, updated_at=when)
+            .returning(BrowserContext.archive_key)
+        )
+        async with self._sessions.begin() as s:
+            found = (await s.execute(query)).first()
+        return (found is not None, found[0] if found is not None else None)
+
+    async def release_context_claims(self) -> int:
+        """Free every context's persist claim; how many were held. At start-up, when no session runs."""
+        query = (
+            update(BrowserContext)
+            .where(BrowserContext.persisting_session.is_not(None))
+            .values(persisting_session=None)
+        )
+        async with self._sessions.begin() as s:
+            result = await s.execute(query)
+            return int(result.rowcount)  # type: ignore[attr-defined]
