@@ -25,7 +25,8 @@ async def network_spec(
 ) -> SessionSpec:
     """`spec` with its proxies resolved and its CA certificates (by id, in the project) loaded."""
     browser = spec.browser
-    proxies = resolved_proxies(settings, browser.applied.proxies)
+    # Resolved to nothing, the request's own value (False, or []) stays, as the stored summary shows it.
+    proxies = resolved_proxies(settings, browser.applied.proxies) or browser.applied.proxies
     applied = dataclasses.replace(browser.applied, proxies=proxies)
     if ca_ids:
         if not trust.available():
