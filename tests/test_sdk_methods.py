@@ -23,10 +23,6 @@ from browserbase import Browserbase
 from browserbase._resource import SyncAPIResource
 from conftest import Server, wait_for
 
-# Resources other helpers of issue 10 are building at the same time: until their branches are merged
-# these routes 404. TIGHTEN AFTER MERGING: empty this set, so that they must answer 2xx like the rest.
-PENDING = frozenset({"contexts", "extensions"})
-
 # The hosted service's features a self-hosted server does not have: 501, naming the resource.
 NOT_OFFERED = {
     "search": "/v1/search",
@@ -245,7 +241,7 @@ def test_every_sdk_method_gets_a_2xx_that_parses_strictly_or_a_clear_501(
                 )
                 if not clear:
                     problems.append(f"{name}: not a clear 501: {status} {body}")
-            elif not (resource in PENDING and status == 404):
+            else:
                 problems.append(f"{name}: {status} {body}")
             continue
         except browserbase.APIResponseValidationError as exc:
@@ -261,7 +257,7 @@ def test_every_sdk_method_gets_a_2xx_that_parses_strictly_or_a_clear_501(
     assert not problems, "\n".join(problems)
     # What each kind got, so a run shows the shape at a glance.
     assert {outcomes[n] for n, _ in CALLS if n.split(".")[0] in NOT_OFFERED} == {"501"}
-    offered = [n for n, _ in CALLS if n.split(".")[0] not in {*NOT_OFFERED, *PENDING}]
+    offered = [n for n, _ in CALLS if n.split(".")[0] not in NOT_OFFERED]
     assert {outcomes[n] for n in offered} == {"2xx"}
 
 
