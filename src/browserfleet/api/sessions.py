@@ -8,6 +8,7 @@ from browserfleet.api import schemas
 from browserfleet.api.context import caller, existing_id, services
 from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.openapi import operation
+from browserfleet.browsers import fingerprint
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
 from browserfleet.errors import NotFound
 from browserfleet.sessions.lifecycle import Status
@@ -80,6 +81,7 @@ def session_spec(body: schemas.CreateSession) -> SessionSpec:
         verified=bool(settings.verified or settings.advancedStealth),
         ignore_certificate_errors=bool(settings.ignoreCertificateErrors),
     )
+    fingerprint.check(applied)  # a 400 naming the key, before a browser is taken
     return SessionSpec(
         timeout=body.timeout,
         keep_alive=bool(body.keepAlive),

@@ -7,6 +7,7 @@ targets).
 
 from __future__ import annotations
 
+from browserfleet.browsers import fingerprint
 from browserfleet.browsers.agent import BrowserAgent, TargetHook
 from browserfleet.browsers.launcher import Browser
 from browserfleet.browsers.spec import AppliedSpec
@@ -15,6 +16,8 @@ from browserfleet.browsers.spec import AppliedSpec
 def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
     """The hooks that apply `applied`, in the order they run on each target."""
     hooks: list[TargetHook] = []
+    # Every session gets a fingerprint: the default one (a desktop Chrome, never "HeadlessChrome") too.
+    hooks.append(fingerprint.FingerprintHook(fingerprint.wanted(applied)))
     return hooks
 
 
