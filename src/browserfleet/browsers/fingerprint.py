@@ -442,7 +442,9 @@ class Fingerprint:
         return [("Emulation.setDeviceMetricsOverride", metrics), *self._common()]
 
     def frame_commands(self) -> list[tuple[str, dict[str, Any]]]:
-        """For an out-of-process iframe: its own process needs the overrides too (metrics are its page's)."""
+        """For an out-of-process iframe: its own process needs the overrides too. The page's device
+        metrics do not reach it, nor do its own (Chromium ignores them there): the script sets its screen
+        and scale."""
         return self._common()
 
     def worker_commands(self) -> list[tuple[str, dict[str, Any]]]:
@@ -471,6 +473,8 @@ class Fingerprint:
         else:
             s = self.screen
             values["screen"] = {
+                "width": s.width,
+                "height": s.height,
                 "availWidth": s.avail_width,
                 "availHeight": s.avail_height,
                 "availLeft": s.avail_left,
@@ -478,6 +482,7 @@ class Fingerprint:
                 "colorDepth": s.color_depth,
                 "pixelDepth": s.color_depth,
             }
+            values["window"] = {"devicePixelRatio": self.scale}
         return values
 
     def page_script(self) -> str:
@@ -517,6 +522,7 @@ _SCRIPT = """(() => {
   const nav = scope.WorkerNavigator && !scope.Navigator ? scope.WorkerNavigator : scope.Navigator;
   getters(nav && nav.prototype, values.navigator);
   getters(scope.Screen && scope.Screen.prototype, values.screen);
+  getters(scope.Window && scope, values.window);
   for (const name of ["WebGLRenderingContext", "WebGL2RenderingContext"]) {
     const proto = values.webgl && scope[name] && scope[name].prototype;
     const desc = proto && Object.getOwnPropertyDescriptor(proto, "getParameter");
@@ -690,6 +696,6 @@ async def _all(target: AttachedTarget, commands: list[tuple[str, dict[str, Any]]
     failed = [f"{name}: {r}" for name, r in zip(names, results, strict=True) if isinstance(r, BaseException)]
     if failed:
         if all(isinstance(r, CdpError) for r in results if isinstance(r, BaseException)):
-            log.debug("fingerprint on a %s target: %s", target.type, "; ".join(failed))
+            log.warning("fingerprint on a %s target: %s", target.type, "; ".join(failed))
         else:
             log.warning("fingerprint on a %s target: %s", target.type, "; ".join(failed))
