@@ -88,6 +88,10 @@ async function report() {
     high: d && await d.getHighEntropyValues(["platformVersion", "architecture", "fullVersionList", "model"]),
     langs: navigator.languages, tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
     cores: navigator.hardwareConcurrency, memory: navigator.deviceMemory,
+    gl: (() => {
+      const c = new OffscreenCanvas(8, 8).getContext("webgl");
+      return c ? [c.getParameter(0x9245), c.getParameter(0x9246)] : null;
+    })(),
     headers: await (await fetch("/headers")).json(),
   };
 }
@@ -220,6 +224,8 @@ def assert_coherent(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
         hints = seen.pop("client hints")
         assert seen == {k: v for k, v in shared(first, worker=True).items() if k != "client hints"}, name
         assert all(first["headers"].get(k) == v for k, v in hints.items()), name
+        # WebGL on an OffscreenCanvas: a dedicated worker has it; others may not (None).
+        assert reports[name]["gl"] in ((first["gl"],) if name == "dedicated worker" else (first["gl"], None))
     blank = reports["blank iframe"]
     assert (blank["ua"], blank["platform"], blank["langs"]) == (
         first["ua"],
