@@ -7,10 +7,14 @@ targets).
 
 from __future__ import annotations
 
+import logging
+
 from browserfleet.browsers import fingerprint
 from browserfleet.browsers.agent import BrowserAgent, TargetHook
 from browserfleet.browsers.launcher import Browser
 from browserfleet.browsers.spec import AppliedSpec
+
+log = logging.getLogger(__name__)
 
 
 def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
@@ -21,10 +25,37 @@ def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
     return hooks
 
 
+async def prepare(browser: Browser) -> None:
+    """Start a pooled browser's agent with the default spec's hooks while it waits in the pool (off any
+    request's path). Never raises: a browser it fails on is left without an agent, and `apply` starts
+    one when the browser is taken."""
+    try:
+        await apply(browser, AppliedSpec())
+    except Exception as exc:
+        log.warning("browser %s: its agent did not start in the pool: %s", browser.pid, exc)
+        if browser.agent is not None:
+            agent, browser.agent = browser.agent, None
+            await agent.close()
+
+
 async def apply(browser: Browser, applied: AppliedSpec) -> None:
     """Apply `applied` to a browser just taken or launched, before any client sees it. Raises
-    `BrowserError` (a `CdpError`) if the browser does not take it; the caller releases the browser."""
+    `BrowserError` (a `CdpError`) if the browser does not take it; the caller releases the browser.
+
+    A browser `prepare`d in the pool already has the default spec's hooks running: only what `applied`
+    asks beyond them is done now (its own fingerprint drawn and set on the open targets, its other hooks
+    added), so a default session waits for nothing."""
     hooks = hooks_for(applied)
+    agent = browser.agent
+    if agent is not None:
+        running = [h for h in agent.hooks if isinstance(h, fingerprint.FingerprintHook)]
+        asked = [h for h in hooks if isinstance(h, fingerprint.FingerprintHook)]
+        if running and asked and running[0].asked != asked[0].asked:
+            await running[0].retarget(asked[0].asked, list(agent.targets.values()))
+        others = [h for h in hooks if not isinstance(h, fingerprint.FingerprintHook)]
+        if others:
+            await agent.extend(others)
+        return
     if not hooks:
         return
     agent = BrowserAgent(browser, hooks)

@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from browserfleet.browsers import forge
 from browserfleet.browsers.agent import AttachedTarget
 from browserfleet.browsers.cdp import CdpConnection
 from browserfleet.browsers.spec import AppliedSpec, Position
-from browserfleet.errors import CdpError, InvalidRequest, LaunchFailed
+from browserfleet.errors import InvalidRequest, LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -659,20 +659,38 @@ class FingerprintHook:
     def __init__(self, asked: Wanted) -> None:
         self.asked = asked
         self.fingerprint: Fingerprint | None = None
+        self._product = ""
         self._scripted: set[str] = set()  # workers whose script ran (some attach twice)
+        self._scripts: dict[str, str] = {}  # the page script's identifier, by CDP session
 
     async def browser(self, cdp: CdpConnection) -> None:
         version = await cdp.send("Browser.getVersion")
-        self.fingerprint = generate(self.asked, str(version.get("product", "")))
+        self._product = str(version.get("product", ""))
+        self.fingerprint = generate(self.asked, self._product)
+
+    async def retarget(self, asked: Wanted, targets: list[AttachedTarget]) -> None:
+        """Draw a fingerprint for `asked` instead, and set it on `targets` (running ones: a pooled
+        browser's open tab). Every override is replaced; the page script too, for new documents (the
+        current one gets the new values over the old)."""
+        self.asked = asked
+        self.fingerprint = generate(asked, self._product)
+        self._scripted.clear()
+        await asyncio.gather(*(self.attached(target) for target in targets))
 
     async def attached(self, target: AttachedTarget) -> None:
         fp = self.fingerprint
         if fp is None:
             return
-        if target.type == "page":
-            await _all(target, fp.page_commands(), self._window(target, fp))
-        elif target.type == "iframe":
-            await _all(target, fp.frame_commands())
+        if target.type in ("page", "iframe"):
+            commands = fp.page_commands() if target.type == "page" else fp.frame_commands()
+            old = self._scripts.get(target.session_id)
+            if old is not None:
+                commands.insert(0, ("Page.removeScriptToEvaluateOnNewDocument", {"identifier": old}))
+            window = [self._window(target, fp)] if target.type == "page" else []
+            results = await _all(target, commands, *window)
+            added = results.get("Page.addScriptToEvaluateOnNewDocument")
+            if isinstance(added, dict) and "identifier" in added:
+                self._scripts[target.session_id] = str(added["identifier"])
         elif target.type in WORKERS:
             commands = fp.worker_commands()
             target_id = str(target.info.get("targetId", ""))
@@ -687,15 +705,20 @@ class FingerprintHook:
         await target.cdp.send("Browser.setWindowBounds", {"windowId": found["windowId"], "bounds": bounds})
 
 
-async def _all(target: AttachedTarget, commands: list[tuple[str, dict[str, Any]]], *more: Any) -> None:
-    """Send every command at once (Chromium runs a session's commands in order); report what failed."""
+async def _all(
+    target: AttachedTarget, commands: list[tuple[str, dict[str, Any]]], *more: Awaitable[None]
+) -> dict[str, Any]:
+    """Send every command at once (Chromium runs a session's commands in order); log what failed, and
+    return each command's answer (or exception) by method."""
     results = await asyncio.gather(
         *(target.send(method, params) for method, params in commands), *more, return_exceptions=True
     )
     names = [method for method, _ in commands] + ["Browser.setWindowBounds"] * len(more)
     failed = [f"{name}: {r}" for name, r in zip(names, results, strict=True) if isinstance(r, BaseException)]
     if failed:
-        if all(isinstance(r, CdpError) for r in results if isinstance(r, BaseException)):
-            log.warning("fingerprint on a %s target: %s", target.type, "; ".join(failed))
-        else:
-            log.warning("fingerprint on a %s target: %s", target.type, "; ".join(failed))
+        # A target that closed meanwhile fails everything it was sent (debug); anything else is a defect.
+        gone = (
+            "connection closed" in str(results) or "No target" in str(results) or "not found" in str(results)
+        )
+        (log.debug if gone else log.warning)("fingerprint on a %s target: %s", target.type, "; ".join(failed))
+    return dict(zip(names, results, strict=True))

@@ -20,6 +20,7 @@ import logging
 import psutil
 
 from browserfleet.aio import Tasks
+from browserfleet.browsers import applied
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import LaunchSpec
 from browserfleet.errors import LaunchFailed
@@ -99,6 +100,14 @@ class WarmPool:
                     log.error("warm pool launch failed: %s (%s)", exc, exc.detail)
                     await asyncio.sleep(RETRY_AFTER_FAILURE)
                     continue
+                if self._closed:
+                    self._discard(browser)
+                    return
+                try:
+                    await applied.prepare(browser)  # the default fingerprint, before a session waits on it
+                except BaseException:  # cancelled by close(): the browser is not in the pool yet
+                    self._discard(browser)
+                    raise
                 if self._closed:
                     self._discard(browser)
                     return
