@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from browserfleet.browsers import fingerprint, forge
 from browserfleet.browsers.spec import AppliedSpec, Position, Viewport
 from browserfleet.errors import InvalidRequest
-from tests.conftest import Server
+from tests.conftest import Server, wait_for
 
 REPORT = """
 async function report() {
@@ -254,9 +255,17 @@ def assert_engine(first: dict[str, Any], version: str) -> None:
     assert first["platformSource"] == "function get platform() { [native code] }"
 
 
+def pool_ready(server: Server, size: int = 2) -> None:
+    """Until the shared server's pool is full (its browsers prepared with the default fingerprint), so
+    that the next create takes a pooled browser and sets the session's own fingerprint over it."""
+    wait_for(lambda: len(server.browser_pids()) >= size, timeout=60)
+    time.sleep(2)  # the last one's agent starts after its launch
+
+
 def test_a_session_asking_for_mac_sees_one_mac_in_every_target(
     server: Server, playwright: Any, report_site: int
 ) -> None:
+    pool_ready(server)
     session = create(
         server,
         os="mac",
@@ -280,9 +289,36 @@ def test_a_session_asking_for_mac_sees_one_mac_in_every_target(
         assert reports[name]["outer"] == [1288, 711 + fingerprint.TOOLBAR["desktop"]], name
 
 
+def test_a_browser_launched_for_the_session_gets_it_too(
+    make_server: Any, playwright: Any, report_site: int
+) -> None:
+    """No pool: the browser is launched for the create, and its agent starts with the session's own
+    fingerprint (the other tests mostly get pooled browsers, prepared with the default one)."""
+    server = make_server("fingerprint-cold", BROWSERFLEET_POOL_SIZE="0").start()
+    session = create(server, os="linux", fingerprint={"locales": ["fr-FR"]})
+    browser = playwright.chromium.connect_over_cdp(session["connectUrl"])
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(f"http://127.0.0.1:{report_site}/")
+        first = page.evaluate("report()")
+        tab = browser.contexts[0].new_page()
+        tab.goto(f"http://127.0.0.1:{report_site}/")
+        second = tab.evaluate("report()")
+        worker = page.evaluate("workerReport()")
+    finally:
+        browser.close()
+        release(server, session["id"])
+    assert_engine(first, browser.version)
+    assert "X11; Linux x86_64" in first["ua"] and first["uaPlatform"] == "Linux"
+    assert first["langs"] == ["fr-FR", "fr"] and first["tz"] == "Europe/Paris"
+    assert shared(second) == shared(first)
+    assert shared(worker, worker=True)["ua"] == first["ua"]
+
+
 def test_the_default_session_is_a_realistic_desktop(
     server: Server, playwright: Any, report_site: int
 ) -> None:
+    pool_ready(server)
     session = create(server)
     try:
         reports = every_target(playwright, session, report_site)

@@ -45,6 +45,7 @@ class WarmPool:
         self._refiller: asyncio.Task[None] | None = None
         self._closed = False
         self._wanted = asyncio.Event()  # set when a browser is taken or dies
+        self._preparing = 0  # launched, their agent starting (applied.prepare), not yet ready
 
     @property
     def idle(self) -> int:
@@ -91,7 +92,7 @@ class WarmPool:
                 # Give memory back rather than hold idle browsers a session may need.
                 while self._ready:
                     self._discard(self._ready.pop())
-            elif len(self._ready) < self.size:
+            elif len(self._ready) + self._preparing < self.size:
                 short = False
                 try:
                     async with self._slots:
@@ -103,22 +104,31 @@ class WarmPool:
                 if self._closed:
                     self._discard(browser)
                     return
-                try:
-                    await applied.prepare(browser)  # the default fingerprint, before a session waits on it
-                except BaseException:  # cancelled by close(): the browser is not in the pool yet
-                    self._discard(browser)
-                    raise
-                if self._closed:
-                    self._discard(browser)
-                    return
-                self._ready.append(browser)
-                browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
+                # Its agent starts with the default fingerprint beside the next launch; it joins the
+                # pool once that is done, so a default session's create waits for no CDP.
+                self._preparing += 1
+                self._tasks.spawn(self._prepare(browser), f"prepare-{browser.pid}")
                 continue
             else:
                 short = False
             self._wanted.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wanted.wait(), MEMORY_CHECK_INTERVAL)
+
+    async def _prepare(self, browser: Browser) -> None:
+        try:
+            await applied.prepare(browser)
+        except BaseException:  # cancelled: the browser is in no list, close it here
+            await asyncio.shield(browser.close())
+            raise
+        finally:
+            self._preparing -= 1
+        if self._closed or not browser.alive:
+            self._discard(browser)
+            self._wake()
+            return
+        self._ready.append(browser)
+        browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
 
     def _on_exit(self, browser: Browser, _exited: object = None) -> None:
         # An idle browser that died (crash, OOM kill) is cleaned up and replaced.
