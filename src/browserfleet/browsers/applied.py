@@ -1,8 +1,9 @@
 """Making a browser's `AppliedSpec` true: the `TargetHook`s each setting needs, run by a `BrowserAgent`.
 
 Each setting's hook lives in its own module (fingerprint, allowed domains, ad blocking...); `hooks_for`
-is the one list of them. A spec that needs no hook starts no agent (no CDP connection, no pause of new
-targets).
+is the one list of them. Every spec has at least the fingerprint's (the default session presents a
+fingerprint too), so every browser has an agent: a pooled one from when the pool launched it
+(`prepare`, with the default spec), any other from when it is taken (`apply`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 Creating a session takes a ready browser (no launch on the request path) and wakes the refiller,
 which launches replacements one at a time, so a burst never has the two cores launching browsers
-while running sessions starve. When the host runs short of memory the pool gives back its idle
-browsers instead of refilling, and sessions fall back to launching on demand.
+while running sessions starve. A launched browser joins the pool once its agent has started with the
+default fingerprint (`applied.prepare`, run beside the next launch), so taking it needs no CDP. When
+the host runs short of memory the pool gives back its idle browsers instead of refilling, and sessions
+fall back to launching on demand.
 
-The pool owns its tasks (the refiller, the closing of browsers it gives back); `close()`, awaited by the
+The pool owns its tasks (the refiller, the preparing and the closing of browsers); `close()`, awaited by the
 runner at shutdown, stops the refiller and returns once every idle browser is closed.
 """
 
