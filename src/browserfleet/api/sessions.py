@@ -10,7 +10,7 @@ from browserfleet.api.context import caller, existing_id, services
 from browserfleet.api.errors import json_body, rate_limit_headers
 from browserfleet.api.network import network_spec
 from browserfleet.api.openapi import operation
-from browserfleet.browsers import adblock
+from browserfleet.browsers import adblock, fingerprint
 from browserfleet.browsers.spec import AppliedSpec, BrowserSpec, Geolocation, LaunchSpec, ProxyRule, Viewport
 from browserfleet.errors import InvalidRequest, NotFound
 from browserfleet.gateway import inside
@@ -136,6 +136,7 @@ def session_spec(body: schemas.CreateSession) -> SessionSpec:
         ignore_certificate_errors=bool(settings.ignoreCertificateErrors),
         enable_pdf_viewer=bool(settings.enablePdfViewer),
     )
+    fingerprint.check(applied)  # a 400 naming the key, before a browser is taken
     return SessionSpec(
         timeout=body.timeout,
         keep_alive=bool(body.keepAlive),

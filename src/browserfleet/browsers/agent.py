@@ -9,6 +9,10 @@ first tab) are attached too; their hooks run before `start()` returns, which is 
 handed to its client. Clients' own auto-attach is unaffected: Chromium resumes a target once every
 session that paused it has let it go.
 
+A pooled browser's agent starts when the pool launches it, with the default spec's hooks
+(`applied.prepare`), so a default session's create waits for none of this; `extend` adds a session's
+other hooks when it is taken.
+
 Guarantees: a hook that fails is logged and the target still resumes (a broken hook must not hang a
 tab); the agent never sends anything on a client's CDP session; `close()` (by the browser's owner)
 ends its connection and tasks. Hooks must be quick: every new tab waits for them.
@@ -121,14 +125,27 @@ class BrowserAgent:
     def _on_detached(self, params: dict[str, Any], _parent: str | None) -> None:
         self.targets.pop(params.get("sessionId", ""), None)
 
-    async def _prepare(self, target: AttachedTarget) -> None:
-        for hook in self.hooks:
+    async def extend(self, hooks: Sequence[TargetHook]) -> None:
+        """Add hooks to a started agent (a pooled browser's, when its session is taken): their
+        browser-wide part, then each target attached now, which is already running (as the first tab is
+        when an agent starts); targets attached from now on get them before they resume."""
+        assert self.cdp is not None and self._started
+        for hook in hooks:
+            await hook.browser(self.cdp)
+        self.hooks.extend(hooks)
+        await asyncio.gather(*(self._run(hooks, target) for target in list(self.targets.values())))
+
+    async def _run(self, hooks: Sequence[TargetHook], target: AttachedTarget) -> None:
+        for hook in hooks:
             try:
                 await hook.attached(target)
             except CdpError as exc:  # the target went away meanwhile, typically
                 log.debug("hook %s on a %s target: %s", type(hook).__name__, target.type, exc)
             except Exception:
                 log.exception("hook %s failed on a %s target", type(hook).__name__, target.type)
+
+    async def _prepare(self, target: AttachedTarget) -> None:
+        await self._run(list(self.hooks), target)
         try:
             if target.type in _PARENTS:
                 await target.send(

@@ -2,13 +2,16 @@
 and the settings applied outside the browser (its egress proxy's routes, its NSS trust store).
 
 Each setting's hook lives in its own module (fingerprint, allowed domains, ad blocking...); `hooks_for`
-is the one list of them. A spec that needs no hook starts no agent (no CDP connection, no pause of new
-targets).
+is the one list of them. Every spec has at least the fingerprint's (the default session presents a
+fingerprint too), so every browser has an agent: a pooled one from when the pool launched it
+(`prepare`, with the default spec), any other from when it is taken (`apply`).
 """
 
 from __future__ import annotations
 
-from browserfleet.browsers import cookies, trust, upstream
+import logging
+
+from browserfleet.browsers import cookies, fingerprint, trust, upstream
 from browserfleet.browsers.adblock import AdBlock
 from browserfleet.browsers.agent import BrowserAgent, TargetHook
 from browserfleet.browsers.certerrors import IgnoreCertificateErrors
@@ -19,10 +22,14 @@ from browserfleet.browsers.pdf import PdfDownloads
 from browserfleet.browsers.spec import AppliedSpec, ProxyRule
 from browserfleet.errors import LaunchFailed
 
+log = logging.getLogger(__name__)
+
 
 def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
     """The hooks that apply `applied`, in the order they run on each target."""
     hooks: list[TargetHook] = []
+    # Every session gets a fingerprint: the default one (a desktop Chrome, never "HeadlessChrome") too.
+    hooks.append(fingerprint.FingerprintHook(fingerprint.wanted(applied)))
     if applied.ignore_certificate_errors:
         hooks.append(IgnoreCertificateErrors())
     interceptors: list[Interceptor] = []
@@ -37,13 +44,48 @@ def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
     return hooks
 
 
+async def prepare(browser: Browser) -> None:
+    """Start a pooled browser's agent with the default spec's hooks while it waits in the pool (off any
+    request's path). Never raises: a browser it fails on is left without an agent, and `apply` starts
+    one when the browser is taken."""
+    try:
+        await apply(browser, AppliedSpec())
+    except Exception as exc:
+        log.warning("browser %s: its agent did not start in the pool: %s", browser.pid, exc)
+        if browser.agent is not None:
+            agent, browser.agent = browser.agent, None
+            await agent.close()
+
+
 async def apply(browser: Browser, applied: AppliedSpec) -> None:
     """Apply `applied` to a browser just taken or launched, before any client sees it. Raises
-    `BrowserError` (a `CdpError`) if the browser does not take it; the caller releases the browser."""
+    `BrowserError` (a `CdpError`) if the browser does not take it; the caller releases the browser.
+
+    A browser `prepare`d in the pool already has the default spec's hooks running: only what `applied`
+    asks beyond them is done now (its own fingerprint drawn and set on the open targets, its interceptors
+    swapped in, its other hooks added), so a default session waits for nothing."""
     route_through(browser, applied.proxies)
     await trust.add(browser.profile_dir / "home", applied.ca_certificates, browser.uid)
     await cookies.restore(browser)  # a context's saved cookies, left by the provisioner (if any)
     hooks = hooks_for(applied)
+    agent = browser.agent
+    if agent is not None:
+        running = [h for h in agent.hooks if isinstance(h, fingerprint.FingerprintHook)]
+        asked = [h for h in hooks if isinstance(h, fingerprint.FingerprintHook)]
+        if running and asked and running[0].asked != asked[0].asked:
+            await running[0].retarget(asked[0].asked, list(agent.targets.values()))
+        # One Interception per agent (a second Fetch.enable on a target would undo the first's).
+        running_net = [h for h in agent.hooks if isinstance(h, Interception)]
+        asked_net = [h for h in hooks if isinstance(h, Interception)]
+        if running_net:
+            wanted = asked_net[0].interceptors if asked_net else []
+            await running_net[0].retarget(wanted, list(agent.targets.values()))
+        others = [h for h in hooks if not isinstance(h, (fingerprint.FingerprintHook, Interception))]
+        if not running_net:
+            others += asked_net
+        if others:
+            await agent.extend(others)
+        return
     if not hooks:
         return
     agent = BrowserAgent(browser, hooks)

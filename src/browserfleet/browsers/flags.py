@@ -26,6 +26,8 @@ DEFAULT_FLAGS = (
     "--disable-dev-shm-usage",
     "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,Translate,OptimizationHints,"
     "MediaRouter,DialMediaRouteProvider,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
+    # navigator.webdriver false in every page and worker (the fingerprint's, browsers/fingerprint.py).
+    "--disable-blink-features=AutomationControlled",
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
 )

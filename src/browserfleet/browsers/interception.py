@@ -107,18 +107,40 @@ class Interception:
 
     def __init__(self, interceptors: Sequence[Interceptor]) -> None:
         self.interceptors = list(interceptors)
+        self._enabled: set[str] = set()  # CDP sessions of the targets Fetch is enabled on
 
     async def browser(self, cdp: CdpConnection) -> None:
         for interceptor in self.interceptors:
             await interceptor.prepare()
 
+    def _mine(self, target: AttachedTarget) -> list[Interceptor]:
+        return [i for i in self.interceptors if i.patterns(target)]
+
     async def attached(self, target: AttachedTarget) -> None:
-        mine = [i for i in self.interceptors if i.patterns(target)]
-        if not mine:
-            return
-        patterns = [p for i in mine for p in i.patterns(target)]
-        target.on("Fetch.requestPaused", lambda params, _session: self._paused(mine, target, params))
-        await target.send("Fetch.enable", {"patterns": patterns})
+        # The handler reads the interceptors when a request pauses: `retarget` may change them.
+        target.on(
+            "Fetch.requestPaused", lambda params, _session: self._paused(self._mine(target), target, params)
+        )
+        await self._enable(target)
+
+    async def _enable(self, target: AttachedTarget) -> None:
+        mine = self._mine(target)
+        if mine:
+            await target.send("Fetch.enable", {"patterns": [p for i in mine for p in i.patterns(target)]})
+            self._enabled.add(target.session_id)
+        elif target.session_id in self._enabled:
+            await target.send("Fetch.disable")
+            self._enabled.discard(target.session_id)
+
+    async def retarget(self, interceptors: Sequence[Interceptor], targets: Sequence[AttachedTarget]) -> None:
+        """Swap in another list of interceptors (a pooled browser's, when its session is taken) and
+        re-enable Fetch on the targets attached now with their patterns."""
+        for interceptor in interceptors:
+            if interceptor not in self.interceptors:
+                await interceptor.prepare()
+        self.interceptors = list(interceptors)
+        for target in targets:
+            await self._enable(target)
 
     def _paused(
         self, interceptors: list[Interceptor], target: AttachedTarget, params: dict[str, Any]

@@ -51,6 +51,15 @@ class Geolocation:
 
 
 @dataclass(frozen=True)
+class Position:
+    """Where navigator.geolocation says the device is (degrees; accuracy in metres)."""
+
+    latitude: float
+    longitude: float
+    accuracy: float = 100.0
+
+
+@dataclass(frozen=True)
 class ProxyRule:
     """One entry of `proxies`: the first whose `domain_pattern` matches a host decides its route."""
 
@@ -89,6 +98,10 @@ class AppliedSpec:
     ignore_certificate_errors: bool = False
     enable_pdf_viewer: bool = False  # False: PDFs are downloaded, as by the hosted service (browsers/pdf.py)
     ca_certificates: tuple[TrustedCa, ...] = ()  # proxySettings.caCertificates
+    # Where the session appears to be, for its fingerprint (browsers/fingerprint.py). Set from a proxy's
+    # geolocation when the server can place it; without, the time zone follows the first locale's region.
+    timezone: str | None = None  # an IANA name; `fingerprint.check` refuses others
+    position: Position | None = None
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 Creating a session takes a ready browser (no launch on the request path) and wakes the refiller,
 which launches replacements one at a time, so a burst never has the two cores launching browsers
-while running sessions starve. When the host runs short of memory the pool gives back its idle
-browsers instead of refilling, and sessions fall back to launching on demand.
+while running sessions starve. A launched browser joins the pool once its agent has started with the
+default fingerprint (`applied.prepare`, run beside the next launch), so taking it needs no CDP. When
+the host runs short of memory the pool gives back its idle browsers instead of refilling, and sessions
+fall back to launching on demand.
 
-The pool owns its tasks (the refiller, the closing of browsers it gives back); `close()`, awaited by the
+The pool owns its tasks (the refiller, the preparing and the closing of browsers); `close()`, awaited by the
 runner at shutdown, stops the refiller and returns once every idle browser is closed.
 """
 
@@ -20,6 +22,7 @@ import logging
 import psutil
 
 from browserfleet.aio import Tasks
+from browserfleet.browsers import applied
 from browserfleet.browsers.launcher import Browser, Launcher
 from browserfleet.browsers.spec import LaunchSpec
 from browserfleet.errors import LaunchFailed
@@ -44,6 +47,7 @@ class WarmPool:
         self._refiller: asyncio.Task[None] | None = None
         self._closed = False
         self._wanted = asyncio.Event()  # set when a browser is taken or dies
+        self._preparing = 0  # launched, their agent starting (applied.prepare), not yet ready
 
     @property
     def idle(self) -> int:
@@ -90,7 +94,7 @@ class WarmPool:
                 # Give memory back rather than hold idle browsers a session may need.
                 while self._ready:
                     self._discard(self._ready.pop())
-            elif len(self._ready) < self.size:
+            elif len(self._ready) + self._preparing < self.size:
                 short = False
                 try:
                     async with self._slots:
@@ -102,14 +106,31 @@ class WarmPool:
                 if self._closed:
                     self._discard(browser)
                     return
-                self._ready.append(browser)
-                browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
+                # Its agent starts with the default fingerprint beside the next launch; it joins the
+                # pool once that is done, so a default session's create waits for no CDP.
+                self._preparing += 1
+                self._tasks.spawn(self._prepare(browser), f"prepare-{browser.pid}")
                 continue
             else:
                 short = False
             self._wanted.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wanted.wait(), MEMORY_CHECK_INTERVAL)
+
+    async def _prepare(self, browser: Browser) -> None:
+        try:
+            await applied.prepare(browser)
+        except BaseException:  # cancelled: the browser is in no list, close it here
+            await asyncio.shield(browser.close())
+            raise
+        finally:
+            self._preparing -= 1
+        if self._closed or not browser.alive:
+            self._discard(browser)
+            self._wake()
+            return
+        self._ready.append(browser)
+        browser.exited.add_done_callback(functools.partial(self._on_exit, browser))
 
     def _on_exit(self, browser: Browser, _exited: object = None) -> None:
         # An idle browser that died (crash, OOM kill) is cleaned up and replaced.
