@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
     """The hooks that apply `applied`, in the order they run on each target."""
     hooks: list[TargetHook] = []
-    # Every session gets a fingerprint: the default one (a desktop Chrome, never "HeadlessChrome") too.
-    hooks.append(fingerprint.FingerprintHook(fingerprint.wanted(applied)))
     if applied.ignore_certificate_errors:
         hooks.append(IgnoreCertificateErrors())
     interceptors: list[Interceptor] = []
@@ -41,6 +39,9 @@ def hooks_for(applied: AppliedSpec) -> list[TargetHook]:
         interceptors.append(PdfDownloads())
     if interceptors:
         hooks.append(Interception(interceptors))
+    # Every session gets a fingerprint: the default one (a desktop Chrome, never "HeadlessChrome") too.
+    # After interception: a network gate is in place on a new target before anything else runs there.
+    hooks.append(fingerprint.FingerprintHook(fingerprint.wanted(applied)))
     return hooks
 
 
