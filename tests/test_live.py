@@ -144,7 +144,10 @@ def viewer(viewer_browser: Any) -> Iterator[Callable[[str], Any]]:
 
 @pytest.fixture
 def tab(server: Server, site: str, playwright: Any) -> Iterator[Tab]:
-    session = server.sdk().sessions.create(keep_alive=True, browser_settings=NOT_RECORDED)
+    # The tab these tests were written against (headless Chromium's old default size): the viewer
+    # scales it up, so a button's centre is its colour, not its anti-aliased label.
+    settings = {**NOT_RECORDED, "viewport": {"width": 780, "height": 437}}
+    session = server.sdk().sessions.create(keep_alive=True, browser_settings=settings)
     browser = playwright.chromium.connect_over_cdp(session.connect_url)
     page = browser.contexts[0].pages[0]
     page.goto(f"{site}/live.html")

@@ -53,9 +53,9 @@ MAX_VIEWPORT = 8192
 MAX_SCREEN = 16384
 DEFAULT_VIEWPORT = (1280, 720)
 DEFAULT_LOCALES = ("en-US",)
-# CSS pixels between a window's outer and inner height: tab strip and toolbar on a desktop, the address
-# bar on a phone. The data has no inner sizes to draw from.
-TOOLBAR = {"desktop": 85, "mobile": 56}
+# CSS pixels between a window's outer and inner height: tab strip and toolbar on a desktop (what headless
+# Chromium's own frame takes), the address bar on a phone. The data has no inner sizes to draw from.
+TOOLBAR = {"desktop": 87, "mobile": 56}
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|[0-9]{3}))?$")
 _VERSION = re.compile(r"/(\d+)\.(\d+)\.(\d+)\.(\d+)")
 _SCREEN_KEYS = {
@@ -429,8 +429,13 @@ class Fingerprint:
         return commands
 
     def page_commands(self) -> list[tuple[str, dict[str, Any]]]:
-        """For a tab or popup (its window's bounds are `window_bounds`, set on the browser session)."""
-        width, height = self.viewport
+        """For a tab or popup (its window's bounds are `window_bounds`, set on the browser session).
+
+        A desktop's viewport is its window's, not an emulated size (width and height 0): Chromium's
+        screencast of a page with an emulated size crops it to the screencast's maximum size instead of
+        scaling it, which broke the live view and recordings. A phone needs the emulated size (its
+        layout viewport); it is smaller than any screencast."""
+        width, height = self.viewport if self.mobile else (0, 0)
         metrics = {
             "width": width,
             "height": height,
@@ -459,8 +464,11 @@ class Fingerprint:
         params = {"hardwareConcurrency": self.hardware_concurrency}
         return [("Emulation.setHardwareConcurrencyOverride", params)]
 
-    def window_bounds(self) -> dict[str, int]:
-        return {"width": self.window[0], "height": self.window[1]}
+    def window_bounds(self, chrome: int | None = None) -> dict[str, int]:
+        """The window that gives the viewport: `chrome` px taller (what the window's frame takes; by
+        default the fingerprint's own toolbar height)."""
+        extra = self.window[1] - self.viewport[1] if chrome is None else chrome
+        return {"width": self.viewport[0], "height": self.viewport[1] + extra}
 
     def _script_values(self, worker: bool) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -700,9 +708,23 @@ class FingerprintHook:
             await _all(target, commands)
 
     async def _window(self, target: AttachedTarget, fp: Fingerprint) -> None:
+        """Size the tab's window so that its viewport is the fingerprint's. Headless Chromium's frame
+        takes 87 px of a window (the TOOLBAR), more while an infobar shows (a first tab's, 143): a tab
+        that already runs is measured after the resize and its window corrected."""
         found = await target.cdp.send("Browser.getWindowForTarget", {"targetId": target.info.get("targetId")})
+        window = found["windowId"]
         bounds = {"windowState": "normal", **fp.window_bounds()}
-        await target.cdp.send("Browser.setWindowBounds", {"windowId": found["windowId"], "bounds": bounds})
+        await target.cdp.send("Browser.setWindowBounds", {"windowId": window, "bounds": bounds})
+        if target.waiting or fp.mobile:
+            return  # not started: no document to measure yet; a phone's viewport is emulated
+        seen = await target.send(
+            "Runtime.evaluate",
+            {"expression": "[outerHeight - innerHeight, innerHeight]", "returnByValue": True},
+        )
+        chrome, inner = seen.get("result", {}).get("value") or (None, None)
+        if isinstance(chrome, int) and inner != fp.viewport[1] and 0 <= chrome < 400:
+            bounds = {"windowState": "normal", **fp.window_bounds(chrome)}
+            await target.cdp.send("Browser.setWindowBounds", {"windowId": window, "bounds": bounds})
 
 
 async def _all(
