@@ -175,6 +175,16 @@ def test_sessions_time_out_connected_or_never_connected(server: Server, playwrig
     wait_for(lambda: not (pids & browser_pids(server)))
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants; none if it has exited meanwhile (the released session's browser
+    may still be closing when the browsers are counted)."""
+    try:
+        root = psutil.Process(pid)
+        return [root.pid, *(child.pid for child in root.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
 @each_database("make_server")
 def test_restart_keeps_records_and_reaps_orphans(make_server: Any, playwright: Any) -> None:
     srv: Server = make_server("restart").start()
@@ -186,11 +196,7 @@ def test_restart_keeps_records_and_reaps_orphans(make_server: Any, playwright: A
     # Every browser of this server: the session's and the warm pool's idle ones, with their trees.
     wait_for(lambda: len(browser_pids(srv)) == 3)  # the session's and a refilled pool of 2
     old_profiles = profiles(srv)
-    tree = [
-        p.pid
-        for b in browser_pids(srv)
-        for p in [psutil.Process(b), *psutil.Process(b).children(recursive=True)]
-    ]
+    tree = [pid for b in browser_pids(srv) for pid in process_tree(b)]
     groups = [browser_cgroup(b) for b in browser_pids(srv)]
     # The server dies without any chance to clean up: its jailed browsers die with it (bubblewrap's
     # parent-death signal), leaving only their profiles and cgroups, which the next start removes.
