@@ -15,7 +15,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel
 
 from browserfleet.api import schemas
-from browserfleet.api.context import caller, existing_id, services
+from browserfleet.api.context import caller, owned, services
 from browserfleet.api.openapi import operation
 from browserfleet.artifacts import certificates
 from browserfleet.errors import InvalidRequest, NotFound, TooLarge
@@ -96,25 +96,16 @@ async def list_certificates(request: web.Request) -> web.Response:
     return web.json_response([certificate_json(row) for row in rows])
 
 
-async def _own(request: web.Request) -> Certificate:
-    project = await caller(request)
-    certificate_id = existing_id(request.match_info["id"], "Certificate")
-    row = await services(request).store.resource(Certificate, certificate_id, project.id)
-    if row is None:
-        raise NotFound(f"Certificate {certificate_id} not found")
-    return row
-
-
 @routes.get("/v1/certificates/{id}")
 @operation("Get a CA certificate", {200: CertificateOut})
 async def get_certificate(request: web.Request) -> web.Response:
-    return web.json_response(certificate_json(await _own(request)))
+    return web.json_response(certificate_json(await owned(request, Certificate, "Certificate")))
 
 
 @routes.delete("/v1/certificates/{id}")
 @operation("Delete a CA certificate", {204: None})
 async def delete_certificate(request: web.Request) -> web.Response:
-    row = await _own(request)
+    row = await owned(request, Certificate, "Certificate")
     store = services(request).store
     deleted = await store.delete_resource(Certificate, row.id, row.project_id, datetime.now(UTC))
     if not deleted:  # deleted meanwhile by another request

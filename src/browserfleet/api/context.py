@@ -10,6 +10,7 @@ from browserfleet.api.auth import project_for_key
 from browserfleet.errors import NotFound, Unauthenticated
 from browserfleet.services import SERVICES, Services
 from browserfleet.store.models import Project
+from browserfleet.store.repo import R
 
 API_KEY_HEADER = "X-BB-API-Key"  # aiohttp header lookups ignore case
 # Sessions and downloads are named by UUIDs. Anything else is looked up nowhere: a database whose id
@@ -40,3 +41,15 @@ async def caller(request: web.Request) -> Project:
     if project is None:
         raise Unauthenticated("Invalid API key")
     return project
+
+
+async def owned(request: web.Request, kind: type[R], label: str, project_id: str | None = None) -> R:
+    """The live resource the path's `{id}` names, in the caller's project (`project_id` if the caller
+    is known already); else the 404 an unknown one gets, whoever owns it."""
+    if project_id is None:
+        project_id = (await caller(request)).id
+    resource_id = existing_id(request.match_info["id"], label)
+    row = await services(request).store.resource(kind, resource_id, project_id)
+    if row is None:
+        raise NotFound(f"{label} {resource_id} not found")
+    return row

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from browserfleet.api.context import caller, existing_id, services
+from browserfleet.api.context import caller, existing_id, owned, services
 from browserfleet.api.errors import json_body
 from browserfleet.api.openapi import operation
 from browserfleet.api.schemas import Timestamp, Uri
@@ -90,14 +90,6 @@ def _keys(context_id: str) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-async def _own(request: web.Request, project_id: str) -> BrowserContext:
-    context_id = existing_id(request.match_info["id"], "Context")
-    row = await services(request).store.resource(BrowserContext, context_id, project_id)
-    if row is None:
-        raise NotFound(f"Context {context_id} not found")
-    return row
-
-
 @routes.post("/v1/contexts")
 @operation("Create a context", {201: ContextKeys}, body=CreateContext)
 async def create_context(request: web.Request) -> web.Response:
@@ -118,7 +110,7 @@ async def create_context(request: web.Request) -> web.Response:
 @operation("Get a context", {200: ContextOut})
 async def get_context(request: web.Request) -> web.Response:
     project = await caller(request)
-    row = await _own(request, project.id)
+    row = await owned(request, BrowserContext, "Context", project.id)
     out = ContextOut(
         id=row.id, createdAt=row.created_at, updatedAt=row.updated_at, projectId=row.project_id, name=row.name
     )
@@ -136,7 +128,7 @@ async def update_context(request: web.Request) -> web.Response:
     project = await caller(request)
     body = UpdateContext.model_validate(await json_body(request))
     check_project_id(project, body.projectId)
-    row = await _own(request, project.id)
+    row = await owned(request, BrowserContext, "Context", project.id)
     return web.json_response(_keys(row.id))
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from aiohttp import BodyPartReader, web
 from pydantic import Field
 
-from browserfleet.api.context import caller, existing_id, services, well_formed_id
+from browserfleet.api.context import caller, owned, services, well_formed_id
 from browserfleet.api.openapi import operation
 from browserfleet.api.schemas import Timestamp, _Out
 from browserfleet.artifacts import extensions
@@ -112,25 +112,16 @@ async def create_extension(request: web.Request) -> web.Response:
     return web.json_response(extension_json(row))
 
 
-async def _own(request: web.Request) -> Extension:
-    project = await caller(request)
-    extension_id = existing_id(request.match_info["id"], "Extension")
-    row = await services(request).store.resource(Extension, extension_id, project.id)
-    if row is None:
-        raise NotFound(f"Extension {extension_id} not found")
-    return row
-
-
 @routes.get("/v1/extensions/{id}")
 @operation("Get an extension", {200: ExtensionOut})
 async def get_extension(request: web.Request) -> web.Response:
-    return web.json_response(extension_json(await _own(request)))
+    return web.json_response(extension_json(await owned(request, Extension, "Extension")))
 
 
 @routes.delete("/v1/extensions/{id}")
 @operation("Delete an extension", {204: None})
 async def delete_extension(request: web.Request) -> web.Response:
-    row = await _own(request)
+    row = await owned(request, Extension, "Extension")
     svc = services(request)
     if not await svc.store.delete_resource(Extension, row.id, row.project_id, datetime.now(UTC)):
         raise NotFound(f"Extension {row.id} not found")  # deleted meanwhile by another request
