@@ -319,8 +319,9 @@ class Store:
     async def update_resource(
         self, kind: type[R], resource_id: str, when: ColumnElement[bool] | None = None, **fields: Any
     ) -> bool:
-        """Set `fields` on the live resource (and `updated_at`, unless given), where `when` also holds:
-        whether a row changed (a compare-and-set when `when` is given)."""
+        """Set `fields` on the live resource where `when` also holds: whether a row changed (a
+        compare-and-set when `when` is given). `updated_at` changes only if `fields` names it (a context's
+        persist claim must not move its `updatedAt`)."""
         query = update(kind).where(kind.id == resource_id, kind.deleted_at.is_(None))
         if when is not None:
             query = query.where(when)
