@@ -95,6 +95,7 @@ class Site:
             tracker = f"http://{TRACKER}:{port}/analytics.js"
             ad = f"http://{AD_SERVER}:{port}/tag/js/gpt.js"
             own = f"http://{host}:{port}/own.js"
+            worker = "false" if params.get("worker") == ["no"] else "true"
             body = f"""<!doctype html><title>News</title><body><script>
                 window.loaded = {{}};
                 function probe(name, src) {{
@@ -106,15 +107,16 @@ class Site:
                     document.body.appendChild(s);
                   }});
                 }}
-                window.probes = Promise.all([
+                const probes = [
                   probe('tracker', '{tracker}'), probe('ad', '{ad}'), probe('own', '{own}'),
                   fetch('{tracker}?via=fetch', {{mode: 'no-cors'}})
                     .then(() => loaded.fetch = 'loaded', () => loaded.fetch = 'failed'),
-                  new Promise(done => {{
-                    const w = new Worker('/worker.js?to=' + encodeURIComponent('{tracker}?via=worker'));
-                    w.onmessage = (e) => done(loaded.worker = e.data);
-                  }}),
-                ]);
+                ];
+                if ({worker}) probes.push(new Promise(done => {{
+                  const w = new Worker('/worker.js?to=' + encodeURIComponent('{tracker}?via=worker'));
+                  w.onmessage = (e) => done(loaded.worker = e.data);
+                }}));
+                window.probes = Promise.all(probes);
             </script>"""
             return 200, html, body.encode()
         if route == "/worker.js":
@@ -570,16 +572,14 @@ def test_puppeteer_request_interception_coexists(
     monkeypatch.setenv("NP_DOMAIN", "news.test")
     monkeypatch.setenv("NP_ALLOWED_URL", site.url("news.test", "/plain"))
     monkeypatch.setenv("NP_BLOCKED_URL", site.url("blocked.test", "/by-puppeteer"))
-    monkeypatch.setenv("NP_ADS_URL", site.url("news.test", "/ads.html"))
+    monkeypatch.setenv("NP_ADS_URL", site.url("news.test", "/ads.html?worker=no"))
     out = run_script(node, "netpolicy_puppeteer.mjs", named, site.url("news.test"))
     assert out["allowedStatus"] == 200 and out["allowedTitle"] == "news.test/plain"
     assert out["blockedStatus"] == 403 and out["blockedTitle"] == "Blocked: not an allowed domain"
     assert out["sawBlocked"] is True  # the client's handler ran first and continued it: still blocked
-    assert out["loaded"] == {
-        "tracker": "failed",
-        "ad": "failed",
-        "own": "loaded",
-        "fetch": "failed",
-        "worker": "failed",
-    }
+    # No worker probe here: with setRequestInterception, Puppeteer 24 sometimes answers a dedicated
+    # worker's paused request on the worker's CDP session (which has no Fetch domain), and the request
+    # hangs. It does so against a Chromium it launched itself, no browserfleet involved; the worker's
+    # request under blockAds is checked with Playwright above.
+    assert out["loaded"] == {"tracker": "failed", "ad": "failed", "own": "loaded", "fetch": "failed"}
     assert not site.requested("blocked.test", "/by-puppeteer")

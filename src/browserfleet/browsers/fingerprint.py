@@ -583,6 +583,14 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def platform_of(agent: str) -> str:
+    """The client-hints platform a user agent names (for the few samples whose data lacks it)."""
+    for marker, platform in (("Android", "Android"), ("Windows", "Windows"), ("Mac OS X", "macOS")):
+        if marker in agent:
+            return platform
+    return "Linux"
+
+
 def build(sample: forge.Sample, asked: Wanted, product: str) -> Fingerprint:
     """The fingerprint `sample` gives on the engine `product` names, as `asked` wants it sized."""
     major, full = engine_version(product)
@@ -598,7 +606,7 @@ def build(sample: forge.Sample, asked: Wanted, product: str) -> Fingerprint:
         "brands": brand_list(major, brand),
         "fullVersionList": brand_list(major, brand, {"Chromium": full, brand: brand_full}),
         "fullVersion": brand_full,
-        "platform": str(data.get("platform") or ""),
+        "platform": str(data.get("platform") or platform_of(agent)),
         "platformVersion": str(data.get("platformVersion") or ""),
         "architecture": str(data.get("architecture") or ""),
         "model": str(data.get("model") or ""),

@@ -138,6 +138,13 @@ def _wanted_browser(agent: str, browsers: Sequence[str]) -> bool:
     return ("edge" in browsers and edge) or ("chrome" in browsers and not edge)
 
 
+def _fits_devices(agent: str, devices: Sequence[str]) -> bool:
+    """The data files a few Android tablets (no "Mobile" in the agent) under mobile devices: a session
+    that asked for a phone, or for a desktop only, must not get one."""
+    phone = "Mobile" in agent
+    return ("mobile" in devices and phone) or ("desktop" in devices and not phone and "Android" not in agent)
+
+
 def draw(browsers: Sequence[str], systems: Sequence[str], devices: Sequence[str], fit: ScreenFit) -> Sample:
     """A sample of one of `browsers` (chrome, edge) on one of `systems` (browserforge's names) and
     `devices` (desktop, mobile), whose screen fits `fit`."""
@@ -146,7 +153,7 @@ def draw(browsers: Sequence[str], systems: Sequence[str], devices: Sequence[str]
         candidate = _user_agent(browsers, systems, devices)
         if candidate not in _network.nodes_by_name["userAgent"].possible_values:
             continue  # the two networks were collected apart: a few header agents have no fingerprint
-        if not _wanted_browser(candidate, browsers):
+        if not _wanted_browser(candidate, browsers) or not _fits_devices(candidate, devices):
             continue
         agent = candidate
         encoded = _pick("screen", agent, fit)
