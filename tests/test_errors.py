@@ -29,6 +29,8 @@ from browserfleet.browsers.spec import BrowserSpec
 from browserfleet.cluster.local import LocalRunner
 from browserfleet.cluster.runner import Runner
 from browserfleet.config import Settings
+from browserfleet.gateway.capabilities import SessionNotCreated
+from browserfleet.gateway.drivers import Drivers
 from browserfleet.gateway.frames import Limits
 from browserfleet.services import SERVICES, Services
 from browserfleet.sessions.manager import SessionManager
@@ -60,6 +62,8 @@ EXPECTED = {
     errors.CdpError: 503,
     errors.BrowserUnreachable: 502,
     errors.HandshakeError: 502,
+    errors.WebDriverError: 400,
+    SessionNotCreated: 400,
 }
 
 
@@ -72,6 +76,8 @@ def subclasses(cls: type[errors.BrowserfleetError]) -> Iterator[type[errors.Brow
 def make(cls: type[errors.BrowserfleetError]) -> errors.BrowserfleetError:
     if cls in (errors.ConcurrencyLimited, errors.RateLimited):
         return cls(3, 120)
+    if cls is errors.WebDriverError:
+        return errors.WebDriverError("invalid argument", "what the client may read")
     return cls(f"{cls.__name__}: what the client may read", "what only the operator may read")
 
 
@@ -174,6 +180,7 @@ async def create_with(runner: Runner, tmp: Path) -> list[tuple[int, CIMultiDict[
             ViewTokens(secret, purpose="media"),
             Limits(),
             LocalBlobs(tmp / "blobs"),
+            Drivers(None, isolate=False),
         )
         app = web.Application(middlewares=[error_middleware])
         app[SERVICES] = svc

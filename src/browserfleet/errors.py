@@ -83,6 +83,15 @@ class NotOffered(BrowserfleetError):
     the message names it."""
 
 
+class WebDriverError(BrowserfleetError):
+    """A WebDriver command's own error, by its W3C error code (`invalid session id`, `unknown command`...):
+    answered in the W3C shape with the status the standard gives the code."""
+
+    def __init__(self, code: str, message: str, detail: str = "") -> None:
+        super().__init__(message, detail)
+        self.code = code
+
+
 # -- a site's fault (what `POST /v1/fetch` loaded) --------------------------------------------------
 
 

@@ -37,6 +37,8 @@ from browserfleet.config import Settings
 from browserfleet.gateway import debug as debug_routes
 from browserfleet.gateway import inside
 from browserfleet.gateway import routes as gateway_routes
+from browserfleet.gateway import webdriver as webdriver_routes
+from browserfleet.gateway.drivers import Drivers
 from browserfleet.gateway.frames import MIB, Budget, Limits
 from browserfleet.inspector import live as live_routes
 from browserfleet.services import SERVICES, Services
@@ -135,6 +137,8 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     )
     manager.observers.append(artifacts)
     manager.gates.append(contexts)
+    drivers = Drivers(browser_walls.support if browser_walls.mode is Mode.JAILED else None, isolate)
+    manager.observers.append(drivers)  # before contexts: a driver goes before its browser shuts down
     contexts.running = lambda session_id: manager.find(session_id) is not None
     reaped = await manager.reconcile()  # before the pool starts: it kills every browser of this data dir
     await contexts.reconcile()  # no session runs now: no context is being persisted
@@ -158,6 +162,7 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
             Budget(settings.reassembly_budget_mb * MIB),
         ),
         blobs,
+        drivers,
     )
 
     # Bodies beyond 1 MiB are only for uploads, which read their own stream with their own limit.
@@ -174,11 +179,13 @@ async def build_app(settings: Settings, console: Console | None = None) -> web.A
     app.add_routes(replay_routes.routes)
     app.add_routes(openapi_routes.routes)
     app.add_routes(gateway_routes.routes)
+    app.add_routes(webdriver_routes.routes)
     app.add_routes(debug_routes.routes)
     app.add_routes(live_routes.routes)
 
     async def end_sessions(_app: web.Application) -> None:
         await manager.shutdown()
+        await drivers.close()
         await runner.close()
         await artifacts.close()
 

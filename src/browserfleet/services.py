@@ -10,6 +10,7 @@ from browserfleet.artifacts.service import Artifacts
 from browserfleet.artifacts.storage import Blobs
 from browserfleet.browsers.egress import PinnedPeers
 from browserfleet.config import Settings
+from browserfleet.gateway.drivers import Drivers
 from browserfleet.gateway.frames import Limits
 from browserfleet.sessions.manager import SessionManager
 from browserfleet.sessions.tokens import SigningKeys, ViewTokens
@@ -27,6 +28,7 @@ class Services:
     media_tokens: ViewTokens  # replay segments and MP4 exports
     link_limits: Limits  # the gateway's message cap and reassembly budgets (one budget per process)
     blobs: Blobs  # contexts' archives, extensions' zips
+    drivers: Drivers  # sessions' chromedrivers (the WebDriver endpoint)
     # Connections open on browsers' pinned routes to this server (gateway/inside.py).
     pinned_peers: PinnedPeers = field(default_factory=PinnedPeers)
 

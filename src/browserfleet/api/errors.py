@@ -46,6 +46,7 @@ from browserfleet.errors import (
     TooLarge,
     Unauthenticated,
     Unavailable,
+    WebDriverError,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ STATUS: dict[type[BrowserfleetError], int] = {
     Unavailable: 503,
     BrowserUnreachable: 502,  # the browser is there but did not answer: the gateway's "bad gateway"
     BrowserError: 503,
+    WebDriverError: 400,  # only raised on the WebDriver endpoint, which answers by its code (W3C_STATUS)
 }
 
 
@@ -165,6 +167,53 @@ def from_exception(
     return error_response(500, "Internal server error", extra=extra)
 
 
+# The W3C WebDriver error codes the endpoint answers with, and their statuses (WebDriver §6.6).
+W3C_STATUS = {
+    "invalid argument": 400,
+    "invalid session id": 404,
+    "unknown command": 404,
+    "unknown method": 405,
+    "session not created": 500,
+    "unknown error": 500,
+}
+# A domain error on the WebDriver endpoint: its status as in the REST API, and the W3C code for it.
+_W3C_CODE = {
+    400: "invalid argument",
+    404: "invalid session id",
+    410: "invalid session id",
+    413: "invalid argument",
+}
+WEBDRIVER_PREFIX = "/webdriver"
+
+
+def webdriver_response(status: int, code: str, message: str, retry: bool | None = False) -> web.Response:
+    """An error in the W3C shape: `{"value": {"error", "message", "stacktrace"}}`."""
+    message = _SURROGATES.sub("\N{REPLACEMENT CHARACTER}", message)
+    body = {"value": {"error": code, "message": message, "stacktrace": ""}}
+    response = web.json_response(body, status=status)
+    if retry is False and status not in RETRYABLE:
+        response.headers["x-should-retry"] = "false"
+    return response
+
+
+def webdriver_error(request: web.Request, exc: BaseException) -> web.Response:
+    """`exc` answered as a WebDriver remote end would (the same statuses as the REST API's answer)."""
+    if isinstance(exc, WebDriverError):
+        return webdriver_response(W3C_STATUS.get(exc.code, 500), exc.code, exc.message)
+    if isinstance(exc, (web.HTTPNotFound, web.HTTPMethodNotAllowed)):
+        return webdriver_response(404, "unknown command", f"Unknown command {request.method} {request.path}")
+    answer = from_exception(request, exc)
+    assert isinstance(answer.body, bytes)
+    message = json.loads(answer.body).get("message", "")
+    code = _W3C_CODE.get(answer.status, "unknown error")
+    status = W3C_STATUS[code] if code == "invalid session id" else answer.status  # an ended one's: 404
+    response = webdriver_response(status, code, message, retry=None)
+    for name, value in answer.headers.items():  # x-should-retry, retry-after, rate limits
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -173,6 +222,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPSuccessful:
         raise
     except Exception as exc:
+        if request.path == WEBDRIVER_PREFIX or request.path.startswith(WEBDRIVER_PREFIX + "/"):
+            return webdriver_error(request, exc)
         return from_exception(request, exc)
 
 
@@ -250,6 +301,11 @@ async def json_body(request: web.Request) -> dict[str, object]:
         raw = await request.read()
     except ConnectionResetError as exc:  # aiohttp's word for "the client closed mid-body"
         raise InvalidRequest(BROKE_OFF) from exc
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> dict[str, object]:
+    """A JSON object body, by the rules of the module docstring (empty: {}); else InvalidRequest."""
     if not raw.strip():
         return {}
     try:

@@ -25,6 +25,7 @@ from browserfleet.artifacts import cdplog
 from browserfleet.artifacts.capture import stored_bytes
 from browserfleet.artifacts.layout import read_jsonl
 from browserfleet.errors import Gone, InvalidRequest, NotFound, TooLarge
+from browserfleet.services import Services
 from browserfleet.sessions.lifecycle import Status
 from browserfleet.store.models import Download, Session
 
@@ -325,10 +326,7 @@ async def upload(request: web.Request) -> web.Response:
         return await asyncio.to_thread(stored_bytes, files, (partial, target)) + in_flight
 
     def over_quota(in_use: int) -> TooLarge:
-        return TooLarge(
-            f"File is too large for the session's upload quota: downloads and uploads of session "
-            f"{session.id} may take {(quota or 0) / 2**20:g} MB together, {in_use / 2**20:.1f} MB are in use",
-        )
+        return _over_quota(session.id, quota or 0, in_use)
 
     if quota is not None and request.content_length is not None:
         in_use = await used()
@@ -348,14 +346,54 @@ async def upload(request: web.Request) -> web.Response:
         if not part.at_eof():
             # The body ran out before the boundary that closes the part: the file is cut short.
             raise InvalidRequest("Malformed multipart body: it ended before the file part's closing boundary")
-        await asyncio.to_thread(partial.replace, target)
-        await asyncio.to_thread(target.chmod, 0o644)
-        await asyncio.to_thread(svc.artifacts.offer_upload, session.id, target)
+        await asyncio.to_thread(_publish, svc, session.id, partial, target)
     finally:
         with contextlib.suppress(OSError):
             await asyncio.to_thread(partial.unlink, missing_ok=True)
     message = f"Uploaded {name} ({size} bytes): /tmp/.uploads/{name} in the session's browser"
     return web.json_response(UploadOut(message=message).model_dump(mode="json"))
+
+
+def _over_quota(session_id: str, quota: int, in_use: int) -> TooLarge:
+    return TooLarge(
+        f"File is too large for the session's upload quota: downloads and uploads of session "
+        f"{session_id} may take {quota / 2**20:g} MB together, {in_use / 2**20:.1f} MB are in use",
+    )
+
+
+def _publish(svc: Services, session_id: str, partial: Path, target: Path) -> None:
+    """A written upload becomes the session's file of its name, shown to its browser (blocking)."""
+    partial.replace(target)
+    target.chmod(0o644)
+    svc.artifacts.offer_upload(session_id, target)
+
+
+async def store_upload(svc: Services, session_id: str, name: str, content: bytes) -> None:
+    """Keep `content` as the running session's upload `name` (made by `upload_name`), as the upload
+    route keeps a file: within the upload limit and the session's disk quota."""
+    limit = svc.settings.max_upload_mb * 1024 * 1024
+    if len(content) > limit:
+        raise TooLarge(f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
+    files = svc.artifacts.root.session(session_id)
+    folder = files.uploads
+    target, partial = folder / name, folder / f".{name}.part"
+    quota = svc.artifacts.disk_quota
+    if quota is not None:
+        capture = svc.artifacts.capture(session_id)
+        in_flight = capture.downloads_in_flight() if capture is not None else 0
+        in_use = await asyncio.to_thread(stored_bytes, files, (partial, target)) + in_flight
+        if in_use + len(content) > quota:
+            raise _over_quota(session_id, quota, in_use)
+
+    def write() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            partial.write_bytes(content)
+            _publish(svc, session_id, partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    await asyncio.to_thread(write)
 
 
 async def _read_chunk(part: BodyPartReader) -> bytes:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from aiohttp import web
 
 from browserfleet.api import extensions as extension_routes
@@ -17,7 +20,7 @@ from browserfleet.gateway import inside
 from browserfleet.services import Services
 from browserfleet.sessions.lifecycle import Status
 from browserfleet.sessions.manager import SessionSpec
-from browserfleet.store.models import Project
+from browserfleet.store.models import Project, Session
 
 routes = web.RouteTableDef()
 
@@ -32,16 +35,8 @@ def check_project_id(project: Project, project_id: str | None) -> None:
 @operation("Create a session", {201: schemas.CreatedSession}, body=schemas.CreateSession)
 async def create_session(request: web.Request) -> web.Response:
     project = await caller(request)
-    # Everything is validated here, before a browser is taken from the pool.
-    body = schemas.CreateSession.model_validate(await json_body(request))
-    check_project_id(project, body.projectId)
-    check_block_ads(body)
+    row = await create_from_body(request, project, await json_body(request))
     svc = services(request)
-    ca_ids = (body.proxySettings.caCertificates if body.proxySettings else None) or []
-    spec = await network_spec(session_spec(body), svc.settings, svc.store, project.id, ca_ids)
-    await extension_routes.check_usable(request, spec.browser.launch.extension_id, project.id)
-    row = await svc.manager.create(project, spec)
-    inside.pin(svc, request, row.id)  # its extension may dial connectUrl from inside the browser
     payload = schemas.CreatedSession(
         **schemas.session_fields(row),
         connectUrl=svc.connect_url(request, row.id),
@@ -49,6 +44,25 @@ async def create_session(request: web.Request) -> web.Response:
         signingKey=svc.signing_keys.mint(row.id),
     ).model_dump(mode="json")
     return web.json_response(payload, status=201, headers=limit_headers(svc, project))
+
+
+async def create_from_body(
+    request: web.Request, project: Project, raw: Any, implicit: bool = False
+) -> Session:
+    """Create a session from a create body (`POST /v1/sessions`'s, or a WebDriver new-session's
+    `bb:options`): everything is validated here, before a browser is taken from the pool."""
+    body = schemas.CreateSession.model_validate(raw)
+    check_project_id(project, body.projectId)
+    check_block_ads(body)
+    svc = services(request)
+    ca_ids = (body.proxySettings.caCertificates if body.proxySettings else None) or []
+    spec = await network_spec(session_spec(body), svc.settings, svc.store, project.id, ca_ids)
+    if implicit:
+        spec = dataclasses.replace(spec, implicit=True)
+    await extension_routes.check_usable(request, spec.browser.launch.extension_id, project.id)
+    row = await svc.manager.create(project, spec)
+    inside.pin(svc, request, row.id)  # its extension may dial connectUrl from inside the browser
+    return row
 
 
 def limit_headers(svc: Services, project: Project) -> dict[str, str]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from browserfleet.aio import Tasks
-from browserfleet.browsers import cgroups, flags, netns, process, sandbox, trust
+from browserfleet.browsers import cgroups, flags, localhttp, netns, process, sandbox, trust
 from browserfleet.browsers.addresses import EgressRules
 from browserfleet.browsers.egress import EgressProxy
 from browserfleet.browsers.provision import FreshProfile, NoProvisioner, Provisioner
@@ -130,29 +130,14 @@ class Browser:
     async def http_get(self, path: str, limit: int = 32 * 1024 * 1024) -> tuple[int, str, bytes]:
         """GET a path of the debugging port's HTTP server: (status, content type, body).
 
-        Chromium keeps the connection open, so the body is read by Content-Length. Anything that goes
-        wrong (an answer that is not HTTP, a socket that fails or closes early, a head over 1 MiB) is
-        BrowserUnreachable.
+        Anything that goes wrong (an answer that is not HTTP, a socket that fails or closes early, a head
+        over 1 MiB) is BrowserUnreachable.
         """
         try:
-            return await self._http_get(path, limit)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            answer = await localhttp.exchange(await self.connect_socket(), "GET", path, limit=limit)
+        except (OSError, localhttp.LocalHttpError) as exc:
             raise BrowserUnreachable(f"GET {path} failed: {exc or type(exc).__name__}") from exc
-
-    async def _http_get(self, path: str, limit: int) -> tuple[int, str, bytes]:
-        reader, writer = await asyncio.open_connection(sock=await self.connect_socket(), limit=1 << 20)
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = re.match(rb"HTTP/1\.1 (\d{3})", head)
-            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            kind = re.search(rb"(?im)^content-type:\s*([^\r\n]*)", head)
-            if status is None or length is None or int(length.group(1)) > limit:
-                raise BrowserUnreachable(f"unexpected answer to GET {path}: {head[:200]!r}")
-            body = await reader.readexactly(int(length.group(1)))
-            return int(status.group(1)), (kind.group(1).decode().strip() if kind else ""), body
-        finally:
-            writer.close()
+        return answer.status, answer.content_type, answer.body
 
     async def _read_version(self) -> None:
         status, _kind, body = await self.http_get("/json/version")

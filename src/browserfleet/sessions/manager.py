@@ -391,6 +391,11 @@ class SessionManager:
 
     # -- reaching a running session --------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """The server is shutting down: no session will be created."""
+        return self._stopping
+
     def find(self, session_id: str) -> LiveSession | None:
         """The running session, or None (never run here, or ended)."""
         return self._live.get(session_id)
