@@ -727,6 +727,27 @@ def test_proxies_true_and_enable_proxy_use_the_servers_proxies(
     browser.close()
 
 
+def test_enable_proxy_on_the_webdriver_url(proxied: Server, site: str, proxies: dict[str, TestProxy]) -> None:
+    """`?enableProxy=true` on seleniumRemoteUrl (Selenium appends its command paths to that query)."""
+    from test_selenium import connect
+
+    port, pool = site_port(site), proxies["pool"]
+    before = len(pool.requests)
+    driver = connect(f"{proxied.url}/webdriver?enableProxy=true", {"x-bb-api-key": proxied.api_key})
+    try:
+        driver.get(f"http://pooled.test:{port}/index.html")
+        assert driver.title == "Museum of Local Art"
+        assert ("GET", "pooled.test", port) in pool.requests[before:]
+    finally:
+        driver.quit()
+    direct = connect(f"{proxied.url}/webdriver", {"x-bb-api-key": proxied.api_key})
+    try:
+        direct.get(f"{site}/index.html")  # without it the session goes direct: 127.0.0.1 is refused
+        assert direct.title != "Museum of Local Art"
+    finally:
+        direct.quit()
+
+
 def test_https_goes_through_the_proxy_too_and_trusts_an_uploaded_ca(
     proxied: Server, proxies: dict[str, TestProxy], playwright: Any
 ) -> None:

@@ -331,3 +331,47 @@ def test_no_chromedriver_outlives_its_session(server: Server, site: str) -> None
         driver.get(f"{site}/index.html")
         assert drivers() - before
     assert wait_for(lambda: not (drivers() - before))
+
+
+def test_node_selenium_webdriver(server: Server, site: str) -> None:
+    import shutil
+
+    from test_node_clients import run_script
+
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH (make node-deps)"
+    out = run_script(node, "selenium_webdriver.mjs", server, site)
+    assert out == {
+        "sameId": True,
+        "title": "Museum of Local Art",
+        "heading": "Museum of Local Art",
+        "answer": 42,
+        "png": "PNG",
+        "status": "COMPLETED",
+    }
+
+
+def test_status_answers_as_a_grid_does(server: Server) -> None:
+    response = raw(server, "GET", "/status", {"x-bb-api-key": server.api_key})
+    assert response.status_code == 200 and response.json()["value"]["ready"] is True
+    response = raw(server, "GET", "/status", {})
+    assert response.status_code == 401 and w3c(response) == "unknown error"
+    # Through Selenium's own connection, as a tool that probes the remote end does.
+    config = ClientConfig(remote_server_addr=f"{server.url}/webdriver", extra_headers=server.headers)
+    connection = RemoteConnection(client_config=config)
+    connection.add_command("status", "GET", "/status")
+    assert connection.execute("status", {})["value"]["ready"] is True
+
+
+def test_a_selenium_sessions_downloads_are_stored(server: Server, site: str) -> None:
+    with driving(server) as (session, driver):
+        driver.get(f"{site}/download.html")
+        driver.find_element(By.ID, "dl").click()
+
+        def stored() -> list[dict[str, Any]]:
+            with server.http(server.api_key) as http:
+                listing = http.get("/v1/downloads", params={"sessionId": session["id"]}).json()
+            return list(listing["downloads"])
+
+        found = wait_for(stored)
+        assert [d["filename"] for d in found] == ["report.txt"]  # type: ignore[union-attr]
