@@ -50,11 +50,39 @@ class ChromeDriver:
     listener: socket.socket
     debugger_address: str
     _closed: bool = field(default=False)
+    _idle: list[localhttp.Connection] = field(default_factory=list)  # kept-alive connections
 
     async def request(
         self, method: str, path: str, body: bytes = b"", wait: float = 600.0
     ) -> localhttp.Answer:
-        """One WebDriver HTTP request to the driver (LocalHttpError, TimeoutError if it fails)."""
+        """One WebDriver HTTP request to the driver (LocalHttpError, TimeoutError if it fails), on a
+        kept-alive connection when one is idle. A kept connection the driver has closed meanwhile fails
+        before any answer: the request is then sent once more, on a new connection."""
+        while self._idle:
+            connection = self._idle.pop()
+            try:
+                answer = await asyncio.wait_for(self._send(connection, method, path, body), wait)
+            except localhttp.Closed:
+                connection.close()
+                continue
+            except BaseException:
+                connection.close()
+                raise
+            self._idle.append(connection)
+            return answer
+        connection = await self._connect()
+        try:
+            answer = await asyncio.wait_for(self._send(connection, method, path, body), wait)
+        except BaseException:
+            connection.close()
+            raise
+        if self._closed:
+            connection.close()
+        else:
+            self._idle.append(connection)
+        return answer
+
+    async def _connect(self) -> localhttp.Connection:
         sock = netns.socket_in(self.netns_fd)
         try:
             await asyncio.wait_for(
@@ -63,7 +91,12 @@ class ChromeDriver:
         except BaseException:
             sock.close()
             raise
-        return await asyncio.wait_for(localhttp.exchange(sock, method, path, body, limit=512 << 20), wait)
+        return await localhttp.Connection.open(sock)
+
+    async def _send(
+        self, connection: localhttp.Connection, method: str, path: str, body: bytes
+    ) -> localhttp.Answer:
+        return await connection.request(method, path, body, limit=512 << 20, keep_alive=True)
 
     @property
     def alive(self) -> bool:
@@ -73,6 +106,9 @@ class ChromeDriver:
         if self._closed:
             return
         self._closed = True
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
         self.listener.close()
         await asyncio.to_thread(process.kill_tree, self.proc.pid)
         try:
