@@ -16,6 +16,8 @@ from dataclasses import dataclass
 MAX_HEAD = 1 << 20
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 _LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
+_TOKEN = re.compile(r"[A-Z]{1,16}")
+_PATH = re.compile(r"/[!-~]*")  # printable ASCII, no space
 _TYPE = re.compile(rb"(?im)^content-type:\s*([^\r\n]*)")
 
 
@@ -38,7 +40,11 @@ async def exchange(
     content_type: str = "application/json; charset=utf-8",
     limit: int = 32 * 1024 * 1024,
 ) -> Answer:
-    """Send one request on `sock` (connected, non-blocking; closed here) and read its answer."""
+    """Send one request on `sock` (connected, non-blocking; closed here) and read its answer. A method or
+    path that is not one printable token (a space, a line break) is refused before anything is sent."""
+    if not _TOKEN.fullmatch(method) or not _PATH.fullmatch(path):
+        sock.close()
+        raise LocalHttpError(f"not a request line: {method[:20]!r} {path[:200]!r}")
     try:
         reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEAD)
     except OSError as exc:
