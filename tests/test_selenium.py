@@ -379,3 +379,15 @@ def test_a_command_path_never_smuggles_a_request_to_chromedriver(server: Server)
         assert not launched, f"chromedriver launched a browser of the client's: {launched}"
         assert response.status_code in (400, 404), response.text
         assert driver.title == ""  # the WebDriver session is still fine
+
+
+def test_chromedriver_s_own_session_id_never_reaches_the_client(server: Server) -> None:
+    """The WebDriver session id a client sees is the Browserbase session's (docs/selenium.md): the
+    driver's own id, which chromedriver puts in some error messages, is not passed on."""
+    import re
+
+    with driving(server) as (session, _driver):
+        signed = {"x-bb-signing-key": session["signingKey"]}
+        response = raw(server, "GET", f"/session/{session['id']}/no/such/command", signed)
+        assert response.status_code == 404 and w3c(response) == "unknown command"
+        assert not re.search(r"\b[0-9a-f]{32}\b", response.text), response.text[:300]
