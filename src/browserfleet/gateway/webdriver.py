@@ -300,9 +300,16 @@ async def _delete_session(svc: Services, attached: Attached) -> web.Response:
 async def _forward(attached: Attached, method: str, rest: list[str], body: bytes) -> web.Response:
     if body:
         _json(body)  # only JSON goes on
-    path = f"/session/{attached.driver_session}" + "".join(f"/{_segment(part)}" for part in rest)
+    driver_session = attached.driver_session
+    if driver_session is None:  # deleted, or its session ended, since the command was read
+        raise WebDriverError(
+            "invalid session id", f"Session {attached.live.id} has no WebDriver session open"
+        )
+    path = f"/session/{driver_session}" + "".join(f"/{_segment(part)}" for part in rest)
     answer = await _driver_request(attached, method, path, body)
-    return _passed_on(answer.status, answer.body)
+    # The driver's own id (in some of its messages) never leaves the server: the client knows ours.
+    shown = answer.body.replace(driver_session.encode(), attached.live.id.encode())
+    return _passed_on(answer.status, shown)
 
 
 async def _driver_request(attached: Attached, method: str, path: str, body: Any) -> Any:
