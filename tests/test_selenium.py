@@ -8,6 +8,7 @@ import base64
 import contextlib
 import io
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -375,3 +376,62 @@ def test_a_selenium_sessions_downloads_are_stored(server: Server, site: str) -> 
 
         found = wait_for(stored)
         assert [d["filename"] for d in found] == ["report.txt"]  # type: ignore[union-attr]
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(marker in part for part in proc.info.get("cmdline") or []):
+                found.append(proc.pid)
+    return found
+
+
+def test_a_command_path_never_smuggles_a_request_to_chromedriver(server: Server) -> None:
+    """CR LF in a command's path (percent-encoded) must not end the request line to chromedriver: else a
+    client writes a second request of its own, e.g. a new chromedriver session whose capabilities (its
+    own browser binary and arguments, no CDP policy) were never reduced to the allow-list."""
+    marker = "--bf-review-smuggled"
+    smuggled = {
+        "capabilities": {
+            "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": "/usr/lib/chromium/chromium",
+                    "args": ["--headless", "--no-sandbox", marker],
+                },
+            }
+        }
+    }
+    with driving(server) as (session, driver):
+        signed = {"x-bb-signing-key": session["signingKey"], "Content-Type": "application/json"}
+        head = "x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\nPOST /session"
+        encoded = head.replace("\r", "%0D").replace("\n", "%0A").replace(" ", "%20")
+        # The route's pattern (`.*`) stops at a line break in the path; the query is not matched by it.
+        response = raw(
+            server,
+            "POST",
+            f"?enableProxy=true/session/{session['id']}/{encoded}",
+            signed,
+            json.dumps(smuggled).encode(),
+        )
+        deadline = time.monotonic() + 10
+        while not (launched := _processes_mentioning(marker)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not launched, f"chromedriver launched a browser of the client's: {launched}"
+        assert response.status_code in (400, 404), response.text
+        assert driver.title == ""  # the WebDriver session is still fine
+
+
+def test_chromedriver_s_own_session_id_never_reaches_the_client(server: Server) -> None:
+    """The WebDriver session id a client sees is the Browserbase session's (docs/selenium.md): the
+    driver's own id, which chromedriver puts in some error messages, is not passed on."""
+    import re
+
+    with driving(server) as (session, _driver):
+        signed = {"x-bb-signing-key": session["signingKey"]}
+        response = raw(server, "GET", f"/session/{session['id']}/no/such/command", signed)
+        assert response.status_code == 404 and w3c(response) == "unknown command"
+        assert not re.search(r"\b[0-9a-f]{32}\b", response.text), response.text[:300]

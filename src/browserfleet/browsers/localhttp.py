@@ -18,6 +18,8 @@ from dataclasses import dataclass
 MAX_HEAD = 1 << 20
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 _LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
+_TOKEN = re.compile(r"[A-Z]{1,16}")
+_PATH = re.compile(r"/[!-~]*")  # printable ASCII, no space
 _TYPE = re.compile(rb"(?im)^content-type:\s*([^\r\n]*)")
 
 
@@ -63,6 +65,8 @@ class Connection:
         limit: int = 32 * 1024 * 1024,
         keep_alive: bool = False,
     ) -> Answer:
+        if not _TOKEN.fullmatch(method) or not _PATH.fullmatch(path):  # a space, a line break: refused
+            raise LocalHttpError(f"not a request line: {method[:20]!r} {path[:200]!r}")
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         head += "Connection: keep-alive\r\n" if keep_alive else "Connection: close\r\n"
         if body or method in ("POST", "PUT"):

@@ -33,6 +33,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 PREFIX = errors.WEBDRIVER_PREFIX
+PATH_SAFE = "-._~!$&'()*+,;=:@"  # RFC 3986 pchar, less the unreserved (kept) and pct-encoded
 MAX_COMMAND_BYTES = 64 * 1024 * 1024  # a command body (a script's arguments, a file's base64)
 LIVE = web.AppKey("live", LiveSession)
 DRIVER = web.AppKey("driver", ChromeDriver)
@@ -156,6 +158,15 @@ async def _body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
+def _segment(part: str) -> str:
+    """A decoded path segment as it goes to chromedriver: percent-encoded again, so that nothing in it
+    (a line break, a space, `/`, `?`) can end the segment, the path or the request line and write a
+    request of the client's own to the driver (a new session with a binary of its choosing)."""
+    if part in (".", ".."):
+        raise WebDriverError("unknown command", "A command's path has no '.' or '..' segments")
+    return quote(part, safe=PATH_SAFE)
+
+
 def _json(raw: bytes) -> Any:
     try:
         return errors.parse_json(raw)
@@ -186,7 +197,7 @@ async def command(request: web.Request) -> web.StreamResponse:
             return await _delete_session(svc, attached)
         if rest == ["se", "file"] and method == "POST":
             return await _upload(svc, live, await _body(request))
-        return await _forward(attached, method, "/".join(rest), await _body(request))
+        return await _forward(attached, method, rest, await _body(request))
     raise WebDriverError("unknown command", f"Unknown command {method} {request.path[:200]}")
 
 
@@ -286,12 +297,19 @@ async def _delete_session(svc: Services, attached: Attached) -> web.Response:
     return web.json_response({"value": None})
 
 
-async def _forward(attached: Attached, method: str, rest: str, body: bytes) -> web.Response:
+async def _forward(attached: Attached, method: str, rest: list[str], body: bytes) -> web.Response:
     if body:
         _json(body)  # only JSON goes on
-    path = f"/session/{attached.driver_session}" + (f"/{rest}" if rest else "")
+    driver_session = attached.driver_session
+    if driver_session is None:  # deleted, or its session ended, since the command was read
+        raise WebDriverError(
+            "invalid session id", f"Session {attached.live.id} has no WebDriver session open"
+        )
+    path = f"/session/{driver_session}" + "".join(f"/{_segment(part)}" for part in rest)
     answer = await _driver_request(attached, method, path, body)
-    return _passed_on(answer.status, answer.body)
+    # The driver's own id (in some of its messages) never leaves the server: the client knows ours.
+    shown = answer.body.replace(driver_session.encode(), attached.live.id.encode())
+    return _passed_on(answer.status, shown)
 
 
 async def _driver_request(attached: Attached, method: str, path: str, body: Any) -> Any:
