@@ -284,8 +284,11 @@ def test_one_projects_key_never_reaches_another_projects_session(server: Server)
         _project, other_key = server.new_project("selenium-other")
         with pytest.raises(InvalidSessionIdException):
             connect(session["seleniumRemoteUrl"], {"x-bb-api-key": other_key, "session-id": session["id"]})
-        # Nor by the path of a command, with no WebDriver session open or with one.
-        driver = connect(session["seleniumRemoteUrl"], {"x-bb-signing-key": session["signingKey"]})
+        # Nor by the path of a command, with no WebDriver session open or with one (opened with the
+        # session's own project's key, which the endpoint then remembers).
+        driver = connect(
+            session["seleniumRemoteUrl"], {"x-bb-api-key": server.api_key, "session-id": session["id"]}
+        )
         try:
             response = raw(server, "GET", f"/session/{session['id']}/url", {"x-bb-api-key": other_key})
             assert response.status_code == 404 and w3c(response) == "invalid session id"

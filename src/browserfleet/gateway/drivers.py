@@ -32,10 +32,11 @@ class Attached:
     stop_serving: Stop
     driver_session: str | None = None  # chromedriver's id of the open WebDriver session
     closer: Stop | None = None  # its place among the session's clients (manager.attach)
+    key_hash: str | None = None  # the API key it was opened with, if it was (hashed as at rest)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # new-session and delete, one at a time
 
     async def close(self) -> None:
-        self.driver_session = None
+        self.driver_session = self.key_hash = None
         try:
             await self.stop_serving()
         finally:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from browserfleet.api import errors, files
-from browserfleet.api.auth import project_for_key
+from browserfleet.api.auth import hash_key, project_for_key
 from browserfleet.api.context import well_formed_id
 from browserfleet.api.sessions import create_from_body
 from browserfleet.artifacts import zips
@@ -94,12 +95,22 @@ async def _named(svc: Services, request: web.Request, session_id: str) -> LiveSe
         if owner != session_id:
             raise WebDriverError("invalid session id", f"No session {session_id[:64]} for this signing key")
         return await svc.manager.running(session_id)
-    project = await _project(svc, request)
-    if not well_formed_id(session_id):
-        raise WebDriverError("invalid session id", f"No session {session_id[:64]}")
     header = request.headers.get("session-id")
     if header and header != session_id:
         raise WebDriverError("invalid session id", "The session-id header names another session")
+    key = request.headers.get("x-bb-api-key")
+    attached = svc.drivers.get(session_id)
+    if key and attached is not None and attached.key_hash is not None:
+        # The key its WebDriver session was opened with, checked then (as a CDP socket's is at connect):
+        # no store lookup on every command.
+        if (
+            hmac.compare_digest(attached.key_hash, hash_key(key))
+            and svc.manager.find(session_id) is attached.live
+        ):
+            return attached.live
+    project = await _project(svc, request)
+    if not well_formed_id(session_id):
+        raise WebDriverError("invalid session id", f"No session {session_id[:64]}")
     return await svc.manager.running(session_id, project.id)
 
 
@@ -268,6 +279,8 @@ async def _open(
             attached.driver_session = None
 
         attached.closer = end
+        key = request.headers.get("x-bb-api-key")
+        attached.key_hash = hash_key(key) if key and not request.headers.get("x-bb-signing-key") else None
         svc.manager.attach(live.id, end)
     granted = dict(value.get("capabilities") or {})
     granted.pop("webSocketUrl", None)
@@ -291,7 +304,7 @@ async def _delete_session(svc: Services, attached: Attached) -> web.Response:
             await attached.driver.request("DELETE", f"/session/{driver_session}", wait=30)
         except (OSError, TimeoutError, LocalHttpError) as exc:
             log.info("session %s: chromedriver's quit failed (%s)", attached.live.id, exc)
-        attached.driver_session = attached.closer = None
+        attached.driver_session = attached.closer = attached.key_hash = None
     if closer is not None:
         svc.manager.detach(attached.live, closer)  # ends the session unless keepAlive or another client
     return web.json_response({"value": None})
