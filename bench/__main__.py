@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import api, create, density, gateway, lifecycle, recording, sandbox, settings, video
+from bench import api, create, density, gateway, lifecycle, recording, sandbox, selenium, settings, video
 from bench.common import BENCH_DIR, QUICK, TARGET_HEADER, Report, machine, source_state, table
 
-BENCHMARKS = (lifecycle, create, sandbox, gateway, density, api, recording, video, settings)
+BENCHMARKS = (lifecycle, create, sandbox, gateway, density, api, recording, video, settings, selenium)
 
 
 def render(reports: list[Report], facts: list[tuple[str, str]], seconds: float) -> str:
