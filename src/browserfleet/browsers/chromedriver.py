@@ -142,17 +142,7 @@ async def start(browser: Browser, jail: sandbox.Support | None, isolate: bool) -
         close_inherited_at_exec()
 
     try:
-        with process.spawning() as spawned:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                env=env,
-                preexec_fn=in_child,
-            )
-            spawned(proc.pid)
+        proc = await process.start(command, env, in_child)
     except (OSError, subprocess.SubprocessError) as exc:
         raise LaunchFailed("cannot start chromedriver", f"{path}: {exc}") from exc
     fd: int | None = None

@@ -356,17 +356,7 @@ class Launcher:
 
         started = time.perf_counter()
         try:
-            with process.spawning() as spawned:
-                proc = await asyncio.create_subprocess_exec(
-                    *command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,  # its own process group: one killpg takes the whole tree
-                    env=env,
-                    preexec_fn=in_child,
-                )
-                spawned(proc.pid)
+            proc = await process.start(command, env, in_child, stderr=subprocess.PIPE)
         except (OSError, subprocess.SubprocessError) as exc:
             await asyncio.to_thread(undo)
             raise LaunchFailed("cannot start Chromium", f"{self.executable}: {exc}") from exc

@@ -7,10 +7,12 @@ itself, apart from the orphans this process adopts as a subreaper, which `reap_a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 
 import psutil
@@ -97,6 +99,25 @@ def spawning() -> Iterator[Callable[[int], None]]:
         yield _spawned.add
     finally:
         _spawns -= 1
+
+
+async def start(
+    command: list[str], env: dict[str, str], in_child: Callable[[], None], stderr: int = subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
+    """Spawn `command` in a session and process group of its own (one killpg takes its whole tree),
+    registered with `spawning`; `in_child` runs between fork and exec. stdin and stdout are /dev/null."""
+    with spawning() as spawned:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            env=env,
+            preexec_fn=in_child,
+        )
+        spawned(proc.pid)
+    return proc
 
 
 def collected(pid: int) -> None:

@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 
 from browserfleet.browsers import chromedriver, sandbox
 from browserfleet.browsers.chromedriver import ChromeDriver
-from browserfleet.sessions.manager import LiveSession
+from browserfleet.sessions.manager import Closer, LiveSession
 from browserfleet.store.models import Session
 
 log = logging.getLogger(__name__)
-
-Stop = Callable[[], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -29,9 +27,9 @@ class Attached:
 
     live: LiveSession
     driver: ChromeDriver
-    stop_serving: Stop
+    stop_serving: Closer
     driver_session: str | None = None  # chromedriver's id of the open WebDriver session
-    closer: Stop | None = None  # its place among the session's clients (manager.attach)
+    closer: Closer | None = None  # its place among the session's clients (manager.attach)
     key_hash: str | None = None  # the API key it was opened with, if it was (hashed as at rest)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # new-session and delete, one at a time
 
@@ -56,7 +54,7 @@ class Drivers:
     def __len__(self) -> int:
         return len(self._attached)
 
-    async def attach(self, live: LiveSession, serve: Callable[[ChromeDriver], Awaitable[Stop]]) -> Attached:
+    async def attach(self, live: LiveSession, serve: Callable[[ChromeDriver], Awaitable[Closer]]) -> Attached:
         """The session's driver, started now if it has none: `serve` puts the gateway on its debugger
         address and returns how to stop that. LaunchFailed if the driver cannot be started."""
         lock = self._starting.setdefault(live.id, asyncio.Lock())

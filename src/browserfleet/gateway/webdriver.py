@@ -47,6 +47,7 @@ from browserfleet.browsers.chromedriver import ChromeDriver
 from browserfleet.browsers.localhttp import LocalHttpError
 from browserfleet.errors import (
     BrowserError,
+    Forbidden,
     Gone,
     InvalidRequest,
     TooLarge,
@@ -57,7 +58,7 @@ from browserfleet.gateway import capabilities
 from browserfleet.gateway.drivers import Attached
 from browserfleet.gateway.routes import relay, websocket_key
 from browserfleet.services import SERVICES, Services
-from browserfleet.sessions.manager import LiveSession
+from browserfleet.sessions.manager import Closer, LiveSession
 from browserfleet.store.models import Project
 
 log = logging.getLogger(__name__)
@@ -370,13 +371,11 @@ async def _upload(svc: Services, live: LiveSession, raw: bytes) -> web.Response:
 # -- the driver's debugger address ------------------------------------------------------------------
 
 
-def _serve_cdp(
-    svc: Services, live: LiveSession
-) -> Callable[[ChromeDriver], Awaitable[Callable[[], Awaitable[None]]]]:
+def _serve_cdp(svc: Services, live: LiveSession) -> Callable[[ChromeDriver], Awaitable[Closer]]:
     """Serve the browser's debugging endpoints on the driver's debugger address, through the relay."""
 
-    async def serve(driver: ChromeDriver) -> Callable[[], Awaitable[None]]:
-        app = web.Application(middlewares=[errors.error_middleware])
+    async def serve(driver: ChromeDriver) -> Closer:
+        app = web.Application(middlewares=[errors.error_middleware, _no_origin])
         app[SERVICES] = svc
         app[LIVE] = live
         app[DRIVER] = driver
@@ -391,6 +390,18 @@ def _serve_cdp(
         return runner.cleanup
 
     return serve
+
+
+@web.middleware
+async def _no_origin(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """chromedriver sends no Origin. Without network isolation the debugger address is on the host's
+    loopback, where a page could reach it: a request from a page (it has an Origin) is refused, as
+    Chromium's own debugging port refuses one."""
+    if "Origin" in request.headers:
+        raise Forbidden("The debugger address is chromedriver's only")
+    return await handler(request)
 
 
 async def _cdp_version(request: web.Request) -> web.Response:
