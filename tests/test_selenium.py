@@ -438,3 +438,20 @@ def test_chromedriver_s_own_session_id_never_reaches_the_client(server: Server) 
         response = raw(server, "GET", f"/session/{session['id']}/no/such/command", signed)
         assert response.status_code == 404 and w3c(response) == "unknown command"
         assert not re.search(r"\b[0-9a-f]{32}\b", response.text), response.text[:300]
+
+
+def test_se_cdp_is_the_sessions_connect_url(server: Server) -> None:
+    """Selenium's DevTools features connect to `se:cdp`: the session's connectUrl, through the gateway."""
+    from websockets.sync.client import connect as ws_connect
+
+    with driving(server) as (session, driver):
+        assert driver.capabilities["se:cdp"] == session["connectUrl"]
+        assert driver.capabilities["se:cdpVersion"].split(".")[0].isdigit()
+        assert "debuggerAddress" not in driver.capabilities["goog:chromeOptions"]  # the server's own
+        with ws_connect(driver.capabilities["se:cdp"]) as cdp:
+            cdp.send(json.dumps({"id": 1, "method": "Browser.getVersion"}))
+            assert json.loads(cdp.recv(timeout=30))["result"]["product"].startswith("Chrome/")
+            cdp.send(
+                json.dumps({"id": 2, "method": "Target.exposeDevToolsProtocol", "params": {"targetId": "x"}})
+            )
+            assert "browserfleet" in json.loads(cdp.recv(timeout=30))["error"]["message"]
