@@ -11,14 +11,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import BaseModel
 
 from browserfleet.api import schemas
 from browserfleet.api.context import caller, owned, services
+from browserfleet.api.files import read_file_field
 from browserfleet.api.openapi import operation
 from browserfleet.artifacts import certificates
-from browserfleet.errors import InvalidRequest, NotFound, TooLarge
+from browserfleet.errors import NotFound
 from browserfleet.store.models import Certificate
 
 routes = web.RouteTableDef()
@@ -43,37 +44,17 @@ def certificate_json(row: Certificate) -> dict[str, object]:
     ).model_dump(mode="json")
 
 
-async def _file(request: web.Request) -> bytes:
-    """The bytes of the multipart field `file`, at most `certificates.MAX_BYTES`."""
-    if not request.content_type.startswith("multipart/form-data"):
-        raise InvalidRequest("Send the certificate as multipart/form-data in a field named 'file'")
-    try:
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                raise InvalidRequest("Missing the 'file' field")
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                break
-        data = bytearray()
-        while chunk := await part.read_chunk(8192):
-            data += chunk
-            if len(data) > certificates.MAX_BYTES:
-                raise TooLarge(f"The file is over {certificates.MAX_BYTES // 1024} KiB: not one certificate")
-        if not part.at_eof():
-            raise InvalidRequest("Malformed multipart body: it ended before the file part's closing boundary")
-    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
-        raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
-    except ConnectionResetError as exc:
-        raise InvalidRequest("The upload broke off before the file was complete") from exc
-    return bytes(data)
-
-
 @routes.post("/v1/certificates")
 @operation("Upload a CA certificate", {200: CertificateOut}, multipart=FORM)
 async def create_certificate(request: web.Request) -> web.Response:
     project = await caller(request)
-    parsed = certificates.parse(await _file(request))
+    _name, data = await read_file_field(
+        request,
+        "the certificate",
+        certificates.MAX_BYTES,
+        f"The file is over {certificates.MAX_BYTES // 1024} KiB: not one certificate",
+    )
+    parsed = certificates.parse(data)
     now = datetime.now(UTC)
     row = Certificate(
         id=str(uuid.uuid4()),

@@ -12,14 +12,15 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import Field
 
 from browserfleet.api.context import caller, owned, services, well_formed_id
+from browserfleet.api.files import read_file_field
 from browserfleet.api.openapi import operation
 from browserfleet.api.schemas import Timestamp, _Out
 from browserfleet.artifacts import extensions
-from browserfleet.errors import InvalidRequest, NotFound, TooLarge
+from browserfleet.errors import NotFound, TooLarge
 from browserfleet.store.models import Extension
 
 routes = web.RouteTableDef()
@@ -56,31 +57,9 @@ async def _file_part(request: web.Request) -> tuple[str, bytes]:
     """(file name, bytes) of the multipart field `file`, at most `extensions.MAX_BYTES` of them."""
     if request.content_length is not None and request.content_length > extensions.MAX_BYTES + 64 * 1024:
         raise TooLarge(TOO_LARGE)
-    if not request.content_type.startswith("multipart/form-data"):
-        raise InvalidRequest("Send the extension as multipart/form-data, a zip in a field named 'file'")
-    try:
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                raise InvalidRequest("Missing the 'file' field")
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                break
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await part.read_chunk(CHUNK):
-            size += len(chunk)
-            if size > extensions.MAX_BYTES:
-                raise TooLarge(TOO_LARGE)
-            chunks.append(chunk)
-        if not part.at_eof():
-            raise InvalidRequest("Malformed multipart body: it ended before the file part's closing boundary")
-    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
-        raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
-    except ConnectionResetError as exc:
-        raise InvalidRequest("The upload broke off before the whole file arrived") from exc
-    name = (part.filename or "").replace("\x00", "").strip()[:255] or "extension.zip"
-    return name, b"".join(chunks)
+    sent, data = await read_file_field(request, "the extension (a zip)", extensions.MAX_BYTES, TOO_LARGE)
+    name = sent.replace("\x00", "").strip()[:255] or "extension.zip"
+    return name, data
 
 
 @routes.post("/v1/extensions")

@@ -294,25 +294,9 @@ async def upload(request: web.Request) -> web.Response:
     limit = svc.settings.max_upload_mb * 1024 * 1024
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise TooLarge(f"File is too large: the limit is {svc.settings.max_upload_mb} MB")
-    if not request.content_type.startswith("multipart/form-data"):
-        raise InvalidRequest("Send the file as multipart/form-data in a field named 'file'")
-    try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as exc:
-        raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
+    part = await file_part(request, "the file")
     files = svc.artifacts.root.session(session.id)
     folder = files.uploads
-    while True:
-        try:
-            part = await reader.next()
-        except (ValueError, RuntimeError, LookupError) as exc:  # RuntimeError, LookupError: a bad _charset_
-            raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
-        except ConnectionResetError as exc:
-            raise InvalidRequest(BROKE_OFF) from exc
-        if part is None:
-            raise InvalidRequest("Missing the 'file' field")
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            break
     name = upload_name(part.filename)
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     target = folder / name
@@ -352,6 +336,43 @@ async def upload(request: web.Request) -> web.Response:
             await asyncio.to_thread(partial.unlink, missing_ok=True)
     message = f"Uploaded {name} ({size} bytes): /tmp/.uploads/{name} in the session's browser"
     return web.json_response(UploadOut(message=message).model_dump(mode="json"))
+
+
+async def file_part(request: web.Request, what: str) -> BodyPartReader:
+    """The multipart field `file` of an upload (`what` names the thing sent, for the messages), at the
+    start of its bytes; a 400 for a body that is not multipart or has no such field."""
+    if not request.content_type.startswith("multipart/form-data"):
+        raise InvalidRequest(f"Send {what} as multipart/form-data in a field named 'file'")
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise InvalidRequest("Missing the 'file' field")
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return part
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:  # the last two: a bad _charset_
+        raise InvalidRequest(f"Malformed multipart body: {exc}") from exc
+    except ConnectionResetError as exc:
+        raise InvalidRequest(BROKE_OFF) from exc
+
+
+async def read_file_field(
+    request: web.Request, what: str, max_bytes: int, too_large: str
+) -> tuple[str, bytes]:
+    """(file name as sent, bytes) of the multipart field `file`, read whole into memory: at most
+    `max_bytes` (else TooLarge(`too_large`)), and only if the part is complete."""
+    part = await file_part(request, what)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await _read_chunk(part):
+        size += len(chunk)
+        if size > max_bytes:
+            raise TooLarge(too_large)
+        chunks.append(chunk)
+    if not part.at_eof():
+        raise InvalidRequest("Malformed multipart body: it ended before the file part's closing boundary")
+    return part.filename or "", b"".join(chunks)
 
 
 def _over_quota(session_id: str, quota: int, in_use: int) -> TooLarge:
