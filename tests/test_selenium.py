@@ -455,3 +455,16 @@ def test_se_cdp_is_the_sessions_connect_url(server: Server) -> None:
                 json.dumps({"id": 2, "method": "Target.exposeDevToolsProtocol", "params": {"targetId": "x"}})
             )
             assert "browserfleet" in json.loads(cdp.recv(timeout=30))["error"]["message"]
+
+
+def test_a_session_made_by_a_failed_new_session_is_released(server: Server) -> None:
+    def running() -> set[str]:
+        with server.http(server.api_key) as http:
+            return {s["id"] for s in http.get("/v1/sessions", params={"status": "RUNNING"}).json()}
+
+    before = running()
+    body = json.dumps({"capabilities": {"alwaysMatch": {"pageLoadStrategy": "sideways"}}}).encode()
+    headers = {"x-bb-api-key": server.api_key, "Content-Type": "application/json"}
+    response = raw(server, "POST", "/session", headers, body)
+    assert response.status_code == 400 and w3c(response) == "invalid argument"  # chromedriver's answer
+    assert wait_for(lambda: running() <= before)

@@ -101,9 +101,9 @@ async def _named(svc: Services, request: web.Request, session_id: str) -> LiveSe
         raise WebDriverError("invalid session id", "The session-id header names another session")
     key = request.headers.get("x-bb-api-key")
     attached = svc.drivers.get(session_id)
-    if key and attached is not None and attached.key_hash is not None:
+    if key and key.isascii() and attached is not None and attached.key_hash is not None:
         # The key its WebDriver session was opened with, checked then (as a CDP socket's is at connect):
-        # no store lookup on every command.
+        # no store lookup on every command. (A key that is not ASCII is none of ours: looked up, refused.)
         if (
             hmac.compare_digest(attached.key_hash, hash_key(key))
             and svc.manager.find(session_id) is attached.live
@@ -238,13 +238,16 @@ async def _new_session(svc: Services, request: web.Request, enable_proxy: bool) 
             "classic WebDriver commands.",
         )
     live, created = await _to_drive(svc, request, chosen, enable_proxy)
+    response: web.Response | None = None
     try:
-        return await _open(svc, request, live, chosen)
-    except BaseException:
-        if created:  # a session made for this command alone, which failed: not left to time out
+        response = await _open(svc, request, live, chosen)
+        return response
+    finally:
+        if created and (response is None or response.status != 200):
+            # A session made for this command alone, which failed (here or in chromedriver's answer):
+            # released now, not left to its connect window.
             with contextlib.suppress(Exception):
                 await svc.manager.release(live.project_id, live.id)
-        raise
 
 
 async def _open(
